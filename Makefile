@@ -1,0 +1,43 @@
+# windowkeeper — the two commands that matter: `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PY) -m uv")
+RUN := $(UV) run --frozen
+TRANSCRIPT := examples/transcripts/support_agent.json
+OUT := out
+
+.PHONY: help setup demo test lint typecheck pytest bench docs clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup:  ## install uv if missing and sync the workspace (CPU-only, offline-safe counts)
+	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv>=0.5"
+	$(UV) sync --frozen --all-groups
+
+demo: setup  ## run the main job: audit (with chart) + plan + kv on the bundled transcript
+	@mkdir -p $(OUT)
+	$(RUN) windowkeeper audit $(TRANSCRIPT) --plot $(OUT)/creep.png
+	$(RUN) windowkeeper plan
+	$(RUN) windowkeeper kv --tokens 128000
+
+test: setup lint typecheck pytest  ## install everything, then lint, types and the whole test suite
+
+lint:  ## ruff lint + format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck:  ## mypy --strict on the core
+	$(RUN) mypy
+
+pytest:  ## the test suite (sockets blocked)
+	$(RUN) pytest
+
+bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand
+	$(RUN) python bench/bench_counting.py
+
+docs: setup  ## build the documentation site into site/
+	$(RUN) mkdocs build --strict
+
+clean:  ## remove build and cache folders
+	rm -rf $(OUT) site .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,7 @@
+"""``python -m windowkeeper`` runs the command line."""
+
+from __future__ import annotations
+
+from windowkeeper.cli import main
+
+raise SystemExit(main())

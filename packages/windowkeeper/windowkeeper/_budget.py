@@ -1,0 +1,279 @@
+"""Zones, the budget that splits a context window between them, and the report of where tokens went."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, TypeAlias, get_args
+
+from windowkeeper._profiles import ModelProfile, ModelRegistry, default_registry
+from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError
+
+__all__ = ["Budget", "BudgetReport", "Dropped", "Level", "Zone"]
+
+Zone: TypeAlias = Literal["system", "tools", "rag", "history", "user", "reserve"]
+"""The parts of a context window, in the order the assembler lays them out."""
+PromptZone: TypeAlias = Literal["system", "tools", "rag", "history", "user"]
+Level: TypeAlias = Literal["ok", "alert", "act", "overflow"]
+"""``ok``; ``alert`` at the alert threshold (70 %); ``act`` at the act threshold (80 %); ``overflow``
+when the prompt plus the generation reserve no longer fit the window."""
+
+ZONES: tuple[Zone, ...] = get_args(Zone)
+PROMPT_ZONES: tuple[PromptZone, ...] = get_args(PromptZone)
+LEVELS: tuple[Level, ...] = get_args(Level)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Dropped:
+    """Something left out of the context, and why.
+
+    Example:
+        >>> Dropped(zone="history", what="unit 3", tokens=412, reason="history over its limit").tokens
+        412
+    """
+
+    zone: Zone
+    """The zone it would have been in."""
+    what: str
+    """A short label: ``unit 12``, ``chunk kb/returns.md``, ``tool get_weather``."""
+    tokens: int
+    """Tokens it would have cost."""
+    reason: str
+    """Why it was left out."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BudgetReport:
+    """Where every token of a request went.
+
+    Example:
+        >>> b = Budget(context_window=128_000, generation_reserve=1_500)
+        >>> r = b.report({"system": 1_400, "tools": 800, "history": 101_000, "user": 60})
+        >>> r.level, round(r.utilization, 3)
+        ('act', 0.807)
+    """
+
+    context_window: int
+    """The window the request must fit."""
+    zones: Mapping[Zone, int]
+    """Tokens per zone; ``reserve`` is the generation reserve."""
+    limits: Mapping[Zone, int]
+    """Per-zone maximums that were set."""
+    prompt_tokens: int
+    """Tokens of the prompt (every zone but the reserve)."""
+    utilization: float
+    """``prompt_tokens / context_window``."""
+    level: Level
+    """ok / alert / act / overflow."""
+    headroom: int
+    """Tokens still free after prompt and reserve (negative when over)."""
+    over_limit: tuple[Zone, ...] = ()
+    """Zones above their own maximum."""
+    dropped: tuple[Dropped, ...] = ()
+    """What was left out to make it fit."""
+    effective_window: int | None = None
+    """Quality window of the model, when known."""
+    model: str | None = None
+    """Model name, when the budget came from a profile."""
+
+    @property
+    def over_effective_window(self) -> bool:
+        """True when the prompt is longer than the model's known quality window."""
+        return self.effective_window is not None and self.prompt_tokens > self.effective_window
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {
+            "model": self.model,
+            "context_window": self.context_window,
+            "zones": dict(self.zones),
+            "limits": dict(self.limits),
+            "prompt_tokens": self.prompt_tokens,
+            "utilization": round(self.utilization, 6),
+            "level": self.level,
+            "headroom": self.headroom,
+            "over_limit": list(self.over_limit),
+            "over_effective_window": self.over_effective_window,
+            "dropped": [
+                {"zone": d.zone, "what": d.what, "tokens": d.tokens, "reason": d.reason}
+                for d in self.dropped
+            ],
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Budget:
+    """A context window split into zones, with utilization thresholds.
+
+    Args are fields; every one is checked when the budget is built.
+
+    Example:
+        >>> b = Budget(context_window=128_000, generation_reserve=1_500)
+        >>> b.headroom({"system": 1_400, "tools": 800})
+        124300
+    """
+
+    context_window: int
+    """Tokens the model accepts (prompt + output)."""
+    generation_reserve: int
+    """Tokens kept free for the model's answer."""
+    zone_limits: Mapping[PromptZone, int] = field(default_factory=dict)
+    """Optional maximum per prompt zone."""
+    alert_threshold: float = 0.70
+    """Utilization at which the level becomes ``alert``."""
+    act_threshold: float = 0.80
+    """Utilization at which the level becomes ``act``."""
+    effective_window: int | None = None
+    """Quality window; reports flag prompts longer than this."""
+    model: str | None = None
+    """Model name for reports."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.context_window, int) or self.context_window <= 0:
+            raise InvalidConfigError(
+                f"context_window must be a positive int; got {self.context_window!r}"
+            )
+        if not isinstance(self.generation_reserve, int) or not (
+            0 <= self.generation_reserve < self.context_window
+        ):
+            raise InvalidConfigError(
+                f"generation_reserve must be between 0 and context_window ({self.context_window}) "
+                f"exclusive; got {self.generation_reserve!r}"
+            )
+        limits = dict(self.zone_limits)
+        for zone, limit in limits.items():
+            if zone not in PROMPT_ZONES:
+                raise InvalidConfigError(
+                    f"zone_limits keys must be among {list(PROMPT_ZONES)}; got {zone!r}"
+                )
+            if not isinstance(limit, int) or limit < 0 or limit > self.context_window:
+                raise InvalidConfigError(
+                    f"zone_limits[{zone!r}] must be between 0 and context_window "
+                    f"({self.context_window}); got {limit!r}"
+                )
+        object.__setattr__(self, "zone_limits", MappingProxyType(limits))
+        for label in ("alert_threshold", "act_threshold"):
+            value = getattr(self, label)
+            if not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise InvalidConfigError(f"{label} must be in (0, 1]; got {value!r}")
+        if self.alert_threshold > self.act_threshold:
+            raise InvalidConfigError(
+                f"alert_threshold must be <= act_threshold ({self.act_threshold}); "
+                f"got {self.alert_threshold!r}"
+            )
+        if (
+            self.effective_window is not None
+            and not 0 < self.effective_window <= self.context_window
+        ):
+            raise InvalidConfigError(
+                f"effective_window must be between 1 and context_window ({self.context_window}); "
+                f"got {self.effective_window!r}"
+            )
+
+    @classmethod
+    def for_model(
+        cls,
+        model: str | ModelProfile,
+        *,
+        generation_reserve: int | None = None,
+        registry: ModelRegistry | None = None,
+        **kwargs: Any,
+    ) -> Budget:
+        """A budget for a registered model: its window and effective window.
+
+        ``generation_reserve`` defaults to the model's output cap, at most 4,096 tokens.
+
+        Example:
+            >>> Budget.for_model("gpt-4o").context_window
+            128000
+        """
+        profile = (registry or default_registry()).get(model)
+        reserve = (
+            min(profile.max_output_tokens, 4096)
+            if generation_reserve is None
+            else generation_reserve
+        )
+        kwargs.setdefault("effective_window", profile.effective_window)
+        return cls(
+            context_window=profile.context_window,
+            generation_reserve=reserve,
+            model=profile.name,
+            **kwargs,
+        )
+
+    @property
+    def prompt_limit(self) -> int:
+        """Tokens the prompt may use: window minus reserve."""
+        return self.context_window - self.generation_reserve
+
+    def headroom(self, used: Mapping[str, int]) -> int:
+        """Tokens left for everything else after the zones in ``used`` and the reserve.
+
+        Example:
+            >>> Budget(context_window=8_192, generation_reserve=1_024).headroom({"system": 500})
+            6668
+        """
+        return self.prompt_limit - sum(used.get(z, 0) for z in PROMPT_ZONES)
+
+    def level_of(self, prompt_tokens: int) -> Level:
+        """The level for a prompt of ``prompt_tokens``."""
+        if prompt_tokens > self.prompt_limit:
+            return "overflow"
+        utilization = prompt_tokens / self.context_window
+        if utilization >= self.act_threshold:
+            return "act"
+        if utilization >= self.alert_threshold:
+            return "alert"
+        return "ok"
+
+    def report(
+        self, zones: Mapping[str, int], *, dropped: tuple[Dropped, ...] = ()
+    ) -> BudgetReport:
+        """Build the report for a request whose zones hold ``zones`` tokens.
+
+        Raises:
+            InvalidConfigError: A zone name is unknown or a count is negative.
+        """
+        for zone, n in zones.items():
+            if zone not in PROMPT_ZONES:
+                raise InvalidConfigError(
+                    f"zones keys must be among {list(PROMPT_ZONES)}; got {zone!r}"
+                )
+            if not isinstance(n, int) or n < 0:
+                raise InvalidConfigError(f"zones[{zone!r}] must be an int >= 0; got {n!r}")
+        counts: dict[Zone, int] = {z: int(zones.get(z, 0)) for z in PROMPT_ZONES}
+        counts["reserve"] = self.generation_reserve
+        prompt = sum(counts[z] for z in PROMPT_ZONES)
+        over = tuple(z for z, limit in self.zone_limits.items() if counts[z] > limit)
+        return BudgetReport(
+            context_window=self.context_window,
+            zones=MappingProxyType(counts),
+            limits=self.zone_limits,  # type: ignore[arg-type]
+            prompt_tokens=prompt,
+            utilization=prompt / self.context_window,
+            level=self.level_of(prompt),
+            headroom=self.prompt_limit - prompt,
+            over_limit=over,
+            dropped=dropped,
+            effective_window=self.effective_window,
+            model=self.model,
+        )
+
+    def require_fits(self, zones: Mapping[str, int]) -> None:
+        """Raise unless the zones plus the reserve fit the window and each zone its limit.
+
+        Raises:
+            BudgetExceededError: With ``required``, ``limit`` and the ``zone`` that overflowed.
+        """
+        for zone, limit in self.zone_limits.items():
+            if zones.get(zone, 0) > limit:
+                raise BudgetExceededError(required=zones.get(zone, 0), limit=limit, zone=zone)
+        needed = sum(zones.get(z, 0) for z in PROMPT_ZONES) + self.generation_reserve
+        if needed > self.context_window:
+            raise BudgetExceededError(
+                required=needed,
+                limit=self.context_window,
+                zone="total",
+                detail=f"prompt {needed - self.generation_reserve} + reserve {self.generation_reserve}",
+            )

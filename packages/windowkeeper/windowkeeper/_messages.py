@@ -1,0 +1,401 @@
+"""The neutral chat message and its conversion to and from OpenAI chat dicts.
+
+Every framework adapter converts to this model at its boundary; the core never sees a framework type.
+Messages are frozen: strategies build new lists, they never edit a message in place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, TypeAlias, cast, get_args
+
+from windowkeeper.exceptions import InvalidMessageError
+
+__all__ = [
+    "ContentPart",
+    "ImagePart",
+    "Message",
+    "OtherPart",
+    "ReasoningPart",
+    "Role",
+    "TextPart",
+    "ToolCall",
+    "messages_from_openai",
+    "messages_to_openai",
+    "validate_tool_pairs",
+]
+
+Role: TypeAlias = Literal["system", "developer", "user", "assistant", "tool", "function"]
+"""Message roles. ``developer`` is OpenAI's newer name for system; ``function`` is the legacy tool result."""
+
+ImageDetail: TypeAlias = Literal["auto", "low", "high"]
+
+_ROLES: frozenset[str] = frozenset(get_args(Role))
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value)) if value else _EMPTY
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TextPart:
+    """Plain text content.
+
+    Example:
+        >>> TextPart(text="hello").text
+        'hello'
+    """
+
+    text: str
+    """The text, counted with the model's encoding."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ImagePart:
+    """An image, counted with OpenAI's documented tile rule.
+
+    Example:
+        >>> ImagePart(url="https://example.com/cat.png", detail="low").detail
+        'low'
+    """
+
+    url: str
+    """An ``https://`` URL or a ``data:image/...;base64,`` URL."""
+    detail: ImageDetail = "auto"
+    """OpenAI's detail level; ``auto`` is counted as ``high`` (the upper bound)."""
+    width: int | None = None
+    """Pixel width when known; read from a data URL's header when not given."""
+    height: int | None = None
+    """Pixel height when known; read from a data URL's header when not given."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReasoningPart:
+    """A reasoning ("thinking") block from a previous assistant turn.
+
+    Example:
+        >>> ReasoningPart(text="The user wants a refund...").text[:8]
+        'The user'
+    """
+
+    text: str
+    """The reasoning text as the provider returned it."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OtherPart:
+    """Any other content (audio, file, ...) with a declared token estimate.
+
+    Example:
+        >>> OtherPart(kind="input_audio", tokens=500).tokens
+        500
+    """
+
+    kind: str
+    """The OpenAI part type, e.g. ``input_audio`` or ``file``."""
+    tokens: int
+    """Declared token cost; windowkeeper cannot count this content itself."""
+    data: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    """The original part dict, kept so conversion back to OpenAI is lossless."""
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            raise InvalidMessageError(f"OtherPart.tokens must be >= 0; got {self.tokens!r}")
+        object.__setattr__(self, "data", _frozen_mapping(self.data))
+
+
+ContentPart: TypeAlias = TextPart | ImagePart | ReasoningPart | OtherPart
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCall:
+    """One tool call made by an assistant message.
+
+    Example:
+        >>> ToolCall(id="call_1", name="lookup_order", arguments='{"order_id": "A1"}').name
+        'lookup_order'
+    """
+
+    id: str | None
+    """The call id that the tool result refers to; ``None`` for a legacy ``function_call``."""
+    name: str
+    """The tool (function) name."""
+    arguments: str = "{}"
+    """The arguments as the JSON text the model produced (kept verbatim, even if invalid JSON)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Message:
+    """A neutral chat message.
+
+    ``content`` accepts a string for convenience and is stored as a tuple of parts.
+    ``metadata`` is free-form and never sent to a model; windowkeeper reads the keys
+    ``turn``, ``timestamp``, ``session_id`` and ``zone`` (``"rag"`` marks a retrieved chunk).
+
+    Example:
+        >>> m = Message(role="user", content="Where is my order?", metadata={"turn": 3})
+        >>> m.text, m.metadata["turn"]
+        ('Where is my order?', 3)
+    """
+
+    role: Role
+    """Who speaks."""
+    content: Sequence[ContentPart] | str = ()
+    """The content parts; a string becomes one ``TextPart``, a list becomes a tuple."""
+    name: str | None = None
+    """Optional participant name (counted: it costs tokens)."""
+    tool_calls: Sequence[ToolCall] = ()
+    """Tool calls of an assistant message."""
+    tool_call_id: str | None = None
+    """For a ``tool`` message: the id of the call it answers."""
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    """Turn index, timestamp, session id, zone hint and anything else; not sent, not compared."""
+
+    def __post_init__(self) -> None:
+        if self.role not in _ROLES:
+            raise InvalidMessageError(f"role must be one of {sorted(_ROLES)}; got {self.role!r}")
+        content = self.content
+        if isinstance(content, str):
+            object.__setattr__(self, "content", (TextPart(text=content),) if content else ())
+        elif not isinstance(content, tuple):
+            object.__setattr__(self, "content", tuple(content))
+        for part in self.parts:
+            if not isinstance(part, (TextPart, ImagePart, ReasoningPart, OtherPart)):
+                raise InvalidMessageError(
+                    f"content parts must be TextPart, ImagePart, ReasoningPart or OtherPart; got {part!r}"
+                )
+        if not isinstance(self.tool_calls, tuple):
+            object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+        if self.tool_calls and self.role != "assistant":
+            raise InvalidMessageError(
+                f"tool_calls are only allowed on assistant messages; got role {self.role!r}"
+            )
+        if self.role == "tool" and not self.tool_call_id:
+            raise InvalidMessageError(
+                "a tool message needs tool_call_id (the id of the call it answers); got "
+                f"{self.tool_call_id!r}"
+            )
+        object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+
+    @property
+    def parts(self) -> tuple[ContentPart, ...]:
+        """The content as a tuple of parts (what ``content`` always holds once built)."""
+        return cast("tuple[ContentPart, ...]", self.content)
+
+    @property
+    def text(self) -> str:
+        """The text parts joined with newlines (reasoning, images and other parts left out)."""
+        return "\n".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def zone_hint(self) -> str | None:
+        """The ``zone`` metadata key, e.g. ``"rag"`` for a retrieved chunk."""
+        zone = self.metadata.get("zone")
+        return zone if isinstance(zone, str) else None
+
+    # ------------------------------------------------------------------ OpenAI conversion
+
+    @classmethod
+    def from_openai(cls, data: Mapping[str, Any], *, index: int | None = None) -> Message:
+        """Build a message from an OpenAI chat dict (current or legacy ``function_call`` shape).
+
+        A non-standard ``metadata`` key is read into :attr:`metadata`.
+
+        Raises:
+            InvalidMessageError: The dict is not a chat message; the error names ``index``.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidMessageError(
+                f"expected a dict with 'role' and 'content'; got {type(data).__name__}",
+                index=index,
+            )
+        role = data.get("role")
+        if role not in _ROLES:
+            raise InvalidMessageError(
+                f"role must be one of {sorted(_ROLES)}; got {role!r}", index=index
+            )
+        try:
+            parts = _parts_from_openai(data.get("content"))
+            calls = tuple(_call_from_openai(c) for c in data.get("tool_calls") or ())
+            if data.get("function_call"):
+                calls += (_legacy_call(data["function_call"]),)
+            metadata = data.get("metadata")
+            if metadata is not None and not isinstance(metadata, Mapping):
+                raise InvalidMessageError(
+                    f"metadata must be an object; got {type(metadata).__name__}"
+                )
+            return cls(
+                role=role,
+                content=parts,
+                name=data.get("name"),
+                tool_calls=calls,
+                tool_call_id=data.get("tool_call_id"),
+                metadata=metadata or {},
+            )
+        except InvalidMessageError as exc:
+            if exc.index is None and index is not None:
+                raise InvalidMessageError(str(exc), index=index) from None
+            raise
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise InvalidMessageError(f"malformed message: {exc!r}", index=index) from exc
+
+    def to_openai(self, *, include_metadata: bool = False) -> dict[str, Any]:
+        """Return the OpenAI chat dict for this message.
+
+        Reasoning parts are left out (OpenAI's chat API takes none). Text-only content becomes a string.
+        """
+        out: dict[str, Any] = {"role": self.role}
+        sendable = [p for p in self.parts if not isinstance(p, ReasoningPart)]
+        if not sendable:
+            out["content"] = None if self.tool_calls else ""
+        elif len(sendable) == 1 and isinstance(sendable[0], TextPart):
+            out["content"] = sendable[0].text
+        else:
+            out["content"] = [_part_to_openai(p) for p in sendable]
+        if self.name is not None:
+            out["name"] = self.name
+        modern = [c for c in self.tool_calls if c.id is not None]
+        legacy = [c for c in self.tool_calls if c.id is None]
+        if modern:
+            out["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in modern
+            ]
+        if legacy:
+            out["function_call"] = {"name": legacy[0].name, "arguments": legacy[0].arguments}
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if include_metadata and self.metadata:
+            out["metadata"] = dict(self.metadata)
+        return out
+
+
+def _parts_from_openai(content: Any) -> tuple[ContentPart, ...]:
+    if content is None:
+        return ()
+    if isinstance(content, str):
+        return (TextPart(text=content),) if content else ()
+    if not isinstance(content, list):
+        raise InvalidMessageError(
+            f"content must be a string, null or a list of parts; got {type(content).__name__}"
+        )
+    return tuple(_part_from_openai(p) for p in content)
+
+
+def _part_from_openai(part: Mapping[str, Any]) -> ContentPart:
+    kind = part.get("type")
+    if kind == "text":
+        return TextPart(text=part["text"])
+    if kind == "refusal":
+        return TextPart(text=part["refusal"])
+    if kind == "image_url":
+        image = part["image_url"]
+        if isinstance(image, str):
+            return ImagePart(url=image)
+        detail = image.get("detail", "auto")
+        if detail not in get_args(ImageDetail):
+            raise InvalidMessageError(
+                f"image_url.detail must be one of {list(get_args(ImageDetail))}; got {detail!r}"
+            )
+        return ImagePart(
+            url=image["url"], detail=detail, width=image.get("width"), height=image.get("height")
+        )
+    if kind in ("reasoning", "thinking"):
+        return ReasoningPart(text=part.get("text") or part.get("thinking") or "")
+    if isinstance(kind, str):
+        tokens = part.get("tokens", 0)
+        if not isinstance(tokens, int):
+            raise InvalidMessageError(f"part {kind!r}: tokens must be an int; got {tokens!r}")
+        return OtherPart(kind=kind, tokens=tokens, data=part)
+    raise InvalidMessageError(f"content part needs a string 'type'; got {kind!r}")
+
+
+def _part_to_openai(part: ContentPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return {"type": "image_url", "image_url": {"url": part.url, "detail": part.detail}}
+    if isinstance(part, OtherPart):
+        return dict(part.data) if part.data else {"type": part.kind, "tokens": part.tokens}
+    return {"type": "reasoning", "text": part.text}
+
+
+def _arguments_text(arguments: Any) -> str:
+    if arguments is None:
+        return "{}"
+    if isinstance(arguments, str):
+        return arguments
+    return json.dumps(arguments, ensure_ascii=False)
+
+
+def _call_from_openai(call: Mapping[str, Any]) -> ToolCall:
+    function = call["function"]
+    return ToolCall(
+        id=call["id"], name=function["name"], arguments=_arguments_text(function.get("arguments"))
+    )
+
+
+def _legacy_call(call: Mapping[str, Any]) -> ToolCall:
+    return ToolCall(id=None, name=call["name"], arguments=_arguments_text(call.get("arguments")))
+
+
+def messages_from_openai(data: Iterable[Mapping[str, Any]]) -> list[Message]:
+    """Convert a list of OpenAI chat dicts; errors name the index of the bad message.
+
+    Example:
+        >>> messages_from_openai([{"role": "user", "content": "hi"}])[0].text
+        'hi'
+    """
+    if isinstance(data, (str, bytes, Mapping)):
+        raise InvalidMessageError(f"expected a list of messages; got {type(data).__name__}")
+    return [Message.from_openai(m, index=i) for i, m in enumerate(data)]
+
+
+def messages_to_openai(
+    messages: Iterable[Message], *, include_metadata: bool = False
+) -> list[dict[str, Any]]:
+    """Convert messages to OpenAI chat dicts."""
+    return [m.to_openai(include_metadata=include_metadata) for m in messages]
+
+
+def validate_tool_pairs(messages: Sequence[Message]) -> None:
+    """Check that every tool result answers an earlier call and every call is answered.
+
+    Calls of the last assistant message may still be pending (no result yet).
+
+    Raises:
+        InvalidMessageError: Names the index of the first offending message.
+    """
+    pending: dict[str, int] = {}
+    for i, msg in enumerate(messages):
+        if msg.role == "tool":
+            if msg.tool_call_id not in pending:
+                raise InvalidMessageError(
+                    f"tool result answers tool_call_id {msg.tool_call_id!r}, which no earlier "
+                    "assistant message called (or which was already answered)",
+                    index=i,
+                )
+            del pending[msg.tool_call_id]
+            continue
+        if pending:
+            first = min(pending.values())
+            missing = sorted(pending)
+            raise InvalidMessageError(
+                f"assistant tool call(s) {missing} have no tool result before message {i}",
+                index=first,
+            )
+        if msg.role == "assistant":
+            for call in msg.tool_calls:
+                if call.id is None:
+                    continue
+                if call.id in pending:
+                    raise InvalidMessageError(f"duplicate tool_call id {call.id!r}", index=i)
+                pending[call.id] = i

@@ -1,0 +1,85 @@
+"""The context-creep chart: stacked zones per turn, the alert and act lines, the projection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from windowkeeper._budget import PROMPT_ZONES, Budget
+from windowkeeper._transcript import TranscriptAudit
+
+__all__ = ["plot_creep"]
+
+_COLOURS = {
+    "system": "#4e79a7",
+    "tools": "#f28e2b",
+    "rag": "#59a14f",
+    "history": "#bab0ac",
+    "user": "#e15759",
+    "reserve": "#d4d4d4",
+}
+
+
+def plot_creep(audit: TranscriptAudit, budget: Budget, path: str | Path) -> Path:
+    """Write the chart as PNG (needs the ``plot`` extra: ``pip install 'windowkeeper[plot]'``)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("--plot needs matplotlib: pip install 'windowkeeper[plot]'") from exc
+
+    turns = [row.turn for row in audit.turns]
+    stacks = [[row.report.zones[z] for row in audit.turns] for z in PROMPT_ZONES]
+    reserve = [budget.generation_reserve] * len(turns)
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
+    ax.stackplot(
+        turns,
+        *stacks,
+        reserve,
+        labels=[*PROMPT_ZONES, "reserve"],
+        colors=[_COLOURS[z] for z in (*PROMPT_ZONES, "reserve")],
+        alpha=0.9,
+    )
+    window = budget.context_window
+    horizon = max(turns)
+    p = audit.projection
+    if p is not None and audit.turns_until_act is not None:
+        horizon = max(horizon, min(audit.turns_until_act + 3, horizon * 20))
+        xs = list(range(max(turns), horizon + 1))
+        ax.plot(
+            xs,
+            [p.tokens_after(x) for x in xs],
+            "--",
+            color="#333333",
+            lw=1.2,
+            label=f"projection (+{p.per_turn:,.0f} tokens/turn)",
+        )
+        ax.axvline(audit.turns_until_act, color="#b07aa1", lw=0.8, ls=":")
+        ax.annotate(
+            f"80 % at turn {audit.turns_until_act}",
+            (audit.turns_until_act, window * 0.82),
+            fontsize=9,
+            color="#6b3d63",
+            ha="right",
+        )
+    for frac, colour, label in (
+        (budget.alert_threshold, "#edc948", "alert"),
+        (budget.act_threshold, "#e15759", "act"),
+    ):
+        ax.axhline(frac * window, color=colour, lw=1.2, label=f"{label} ({frac:.0%})")
+    ax.axhline(window, color="black", lw=1.0, label=f"window ({window:,})")
+    ax.set_xlim(1, horizon)
+    ax.set_ylim(0, window * 1.05)
+    ax.set_xlabel("turn")
+    ax.set_ylabel("tokens in the request")
+    ax.set_title(f"Context creep: {audit.model}, {len(turns)} turns observed")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
+    ax.legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.9)
+    ax.grid(alpha=0.25)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -1,0 +1,336 @@
+"""The token counter: exact prompt counts for a model, overhead included, cached per message."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from windowkeeper._messages import ImagePart, Message, OtherPart, ReasoningPart, TextPart
+from windowkeeper._profiles import ModelProfile, ModelRegistry, default_registry
+from windowkeeper.exceptions import ApproximateCountWarning, InvalidConfigError, InvalidMessageError
+from windowkeeper.tokens._calibration import Calibration, CalibrationStats
+from windowkeeper.tokens._chat import (
+    SYSTEM_WITH_TOOLS,
+    TOOLS_OVERHEAD,
+    format_tool_definitions,
+    image_tokens,
+    tool_api_of,
+)
+from windowkeeper.tokens._encodings import HFTokenizerEncoder, TextEncoder, load_encoding
+
+__all__ = ["TokenCounter", "ToolChoice"]
+
+ToolChoice = str | Mapping[str, Any] | None
+"""``"auto"``, ``"none"``, ``"required"``, ``{"type": "function", "function": {"name": ...}}`` or legacy
+``{"name": ...}``."""
+
+_SYSTEM_ROLES = ("system", "developer")
+
+
+class TokenCounter:
+    """Counts prompt tokens for one model exactly as the provider bills them.
+
+    Per-message counts are cached (by identity, then by content), so re-counting a growing history
+    costs only the new messages. Thread-safe.
+
+    Args:
+        model: A model name from the registry, or a :class:`ModelProfile`.
+        registry: Where to resolve ``model`` (the default registry if omitted).
+        encoder: A tokenizer to use instead of the profile's (any :class:`TextEncoder`).
+        calibration: A :class:`Calibration` to share or restore; a fresh one if omitted.
+        cache_size: Messages kept in the per-message cache.
+
+    Example:
+        >>> counter = TokenCounter("gpt-4o")
+        >>> counter.count("tiktoken is great!")
+        6
+        >>> counter.count_messages([Message(role="user", content="hello")])
+        8
+    """
+
+    def __init__(
+        self,
+        model: str | ModelProfile = "gpt-4o",
+        *,
+        registry: ModelRegistry | None = None,
+        encoder: TextEncoder | None = None,
+        calibration: Calibration | None = None,
+        cache_size: int = 200_000,
+    ) -> None:
+        if cache_size < 0:
+            raise InvalidConfigError(f"cache_size must be >= 0; got {cache_size!r}")
+        self.profile: ModelProfile = (registry or default_registry()).get(model)
+        if encoder is not None:
+            if not isinstance(encoder, TextEncoder):
+                raise InvalidConfigError(
+                    f"encoder must have name, encode, count and count_batch; got {encoder!r}"
+                )
+            self.encoder: TextEncoder = encoder
+        elif self.profile.tokenizer_file:
+            self.encoder = HFTokenizerEncoder(self.profile.tokenizer_file)
+        else:
+            self.encoder = load_encoding(self.profile.encoding)
+        self.exact: bool = (
+            self.profile.exact or encoder is not None or bool(self.profile.tokenizer_file)
+        )
+        if not self.exact:
+            warnings.warn(
+                f"{self.profile.name}: counting with {self.profile.encoding} as a stand-in for the "
+                f"model's own tokenizer (declared error band ±{self.profile.error_band:.0%}); pass a "
+                "tokenizer.json (ModelProfile.tokenizer_file) or calibrate() with reported usage",
+                ApproximateCountWarning,
+                stacklevel=2,
+            )
+        self.calibration: Calibration = calibration if calibration is not None else Calibration()
+        self._format = self.profile.chat_format
+        self._cache_size = cache_size
+        self._by_id: dict[int, tuple[Message, int]] = {}
+        self._by_content: dict[Message, int] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TokenCounter({self.profile.name!r}, encoder={self.encoder.name!r}, exact={self.exact})"
+
+    # ------------------------------------------------------------------------------------ text
+
+    def count(self, text: str) -> int:
+        """Tokens of a plain text, no chat overhead."""
+        return self.encoder.count(text)
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of many plain texts."""
+        return self.encoder.count_batch(texts)
+
+    # -------------------------------------------------------------------------------- messages
+
+    def count_message(self, message: Message) -> int:
+        """Tokens one message adds to a request: content, role, name, tool calls and framing.
+
+        Cached: the same message (or an equal one) is counted once.
+        """
+        hit = self._by_id.get(id(message))
+        if hit is not None and hit[0] is message:
+            return hit[1]
+        n = self._by_content.get(message)
+        if n is None:
+            n = self._count_message(message)
+        self._remember(message, n)
+        return n
+
+    def _remember(self, message: Message, n: int) -> None:
+        if not self._cache_size:
+            return
+        with self._lock:
+            if len(self._by_id) >= self._cache_size:
+                # dicts keep insertion order: drop the older half in one go (amortised O(1))
+                for key in list(self._by_id)[: self._cache_size // 2]:
+                    del self._by_id[key]
+                for msg in list(self._by_content)[: self._cache_size // 2]:
+                    del self._by_content[msg]
+            self._by_id[id(message)] = (message, n)
+            self._by_content[message] = n
+
+    def _count_message(self, message: Message, *, pad_newline: bool = False) -> int:
+        fmt = self._format
+        count = self.encoder.count
+        n = fmt.tokens_per_message + count(message.role)
+        texts = [p.text for p in message.parts if isinstance(p, TextPart)]
+        if pad_newline:
+            texts = [*texts[:-1], texts[-1] + "\n"] if texts else ["\n"]
+        n += sum(count(t) for t in texts)
+        for part in message.parts:
+            if isinstance(part, ImagePart):
+                if self.profile.image_rule is None:
+                    raise InvalidMessageError(f"{self.profile.name} takes no images")
+                n += image_tokens(part, self.profile.image_rule)
+            elif isinstance(part, ReasoningPart):
+                n += count(part.text) if fmt.reasoning_in_input else 0
+            elif isinstance(part, OtherPart):
+                n += part.tokens
+        if message.name:
+            n += count(message.name) + fmt.tokens_per_name
+        for call in message.tool_calls:
+            n += count(call.name) + count(call.arguments) + 3
+        if message.role == "function":
+            n -= 2
+        return n
+
+    def count_messages(
+        self,
+        messages: Iterable[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: ToolChoice = None,
+    ) -> int:
+        """Prompt tokens of a whole request: messages, reply priming, tool schemas and tool choice.
+
+        Example:
+            >>> counter = TokenCounter("gpt-4")
+            >>> counter.count_messages([Message(role="system", content="hello")])
+            8
+        """
+        messages = messages if isinstance(messages, Sequence) else list(messages)
+        total = sum(self._counts(messages)) + self._format.reply_priming
+        if tools or tool_choice is not None:
+            total += self._tools_zone(messages, tools, tool_choice)
+        return total
+
+    def _counts(self, messages: Sequence[Message]) -> list[int]:
+        """Per-message counts; the hot path of a re-count is one dict lookup per known message."""
+        by_id = self._by_id
+        out = []
+        for message in messages:
+            hit = by_id.get(id(message))
+            out.append(
+                hit[1] if hit is not None and hit[0] is message else self.count_message(message)
+            )
+        return out
+
+    def count_tools(
+        self,
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        tool_choice: ToolChoice = None,
+        with_system: bool = True,
+    ) -> int:
+        """Tokens the tool schemas (and tool choice) add to a request.
+
+        Args:
+            tools: OpenAI ``tools`` entries or legacy ``functions`` definitions.
+            tool_choice: The request's tool choice.
+            with_system: Whether the request has a system message (the tool block then costs 4 less).
+        """
+        if not tools:
+            return self._tool_choice_tokens(tool_choice, "tools") if tool_choice else 0
+        api = tool_api_of(tools)
+        text = format_tool_definitions(tools, nested_descriptions=api == "tools")
+        n = self.count(text) + TOOLS_OVERHEAD
+        if with_system:
+            n += SYSTEM_WITH_TOOLS
+        return n + self._tool_choice_tokens(tool_choice, api)
+
+    def _tool_choice_tokens(self, tool_choice: ToolChoice, api: str) -> int:
+        if tool_choice is None or tool_choice in ("auto", "required"):
+            return 0
+        if tool_choice == "none":
+            return 1
+        if isinstance(tool_choice, Mapping):
+            function = tool_choice.get("function", tool_choice)
+            name = function.get("name") if isinstance(function, Mapping) else None
+            if isinstance(name, str):
+                # API-checked: +7 with the tools API (pamelafox), +4 with legacy functions (hmarr)
+                return self.count(name) + (7 if api == "tools" else 4)
+        raise InvalidConfigError(
+            "tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'function': "
+            f"{{'name': ...}}}}; got {tool_choice!r}"
+        )
+
+    def count_zones_of(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: ToolChoice = None,
+    ) -> dict[str, int]:
+        """Split a request's exact prompt count into zones; the values sum to the request's count.
+
+        Leading system messages are ``system``; messages marked ``metadata={"zone": "rag"}`` are
+        ``rag``; the last user message (with the reply priming) is ``user``; the rest is ``history``;
+        tool schemas, tool choice and their interaction with the system message are ``tools``.
+        """
+        zones = {
+            "system": 0,
+            "tools": 0,
+            "rag": 0,
+            "history": 0,
+            "user": self._format.reply_priming,
+        }
+        last_user = max(
+            (i for i, m in enumerate(messages) if m.role == "user" and m.zone_hint != "rag"),
+            default=-1,
+        )
+        leading = True
+        for i, (message, n) in enumerate(zip(messages, self._counts(messages), strict=True)):
+            if message.zone_hint == "rag":
+                zone = "rag"
+            elif leading and message.role in _SYSTEM_ROLES:
+                zone = "system"
+            elif i == last_user:
+                zone = "user"
+            else:
+                zone = "history"
+            if message.role not in _SYSTEM_ROLES:
+                leading = False
+            zones[zone] += n
+        if tools or tool_choice is not None:
+            zones["tools"] = self._tools_zone(messages, tools, tool_choice)
+        return zones
+
+    def _tools_zone(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[Mapping[str, Any]] | None,
+        tool_choice: ToolChoice,
+    ) -> int:
+        """Tokens of the tool block, tool choice, and their effect on the first system message."""
+        if not tools:
+            return self._tool_choice_tokens(tool_choice, "tools")
+        system = next((m for m in messages if m.role in _SYSTEM_ROLES), None)
+        n = self.count_tools(tools, tool_choice=tool_choice, with_system=system is not None)
+        if system is not None:
+            # the first system message gets a trailing newline when tools are present
+            n += self._count_message(system, pad_newline=True) - self.count_message(system)
+        return n
+
+    # ----------------------------------------------------------------------------- calibration
+
+    def calibrate(self, counted: int, usage: int | Mapping[str, Any] | Any) -> CalibrationStats:
+        """Record the provider's reported prompt tokens for a request we counted.
+
+        Args:
+            counted: What :meth:`count_messages` said for the request.
+            usage: The reported prompt tokens, or a usage record (OpenAI ``usage``, LangChain
+                ``usage_metadata``, Anthropic ``usage``).
+
+        Returns:
+            The updated statistics.
+        """
+        from windowkeeper.tokens._calibration import prompt_tokens_from_usage
+
+        reported = usage if isinstance(usage, int) else prompt_tokens_from_usage(usage)
+        self.calibration.observe(counted=counted, reported=reported)
+        return self.calibration.stats()
+
+    def calibrated(self, tokens: int) -> int:
+        """``tokens`` corrected by what calibration has learned (unchanged before any observation)."""
+        return self.calibration.correct(tokens)
+
+    @property
+    def error_band(self) -> float:
+        """Relative error to allow for.
+
+        0 when exact; the calibrated residual once at least 5 observations exist; else the
+        profile's declared band.
+        """
+        stats = self.calibration.stats()
+        if stats.observations >= 5:
+            return stats.max_rel_error_corrected
+        return 0.0 if self.exact else self.profile.error_band
+
+    def bounds(self, tokens: int) -> tuple[int, int]:
+        """The range the true count of ``tokens`` (our count) lies in, given :attr:`error_band`."""
+        centre = self.calibrated(tokens)
+        band = self.error_band
+        return int(centre * (1 - band)), -int(-centre * (1 + band) // 1)
+
+    def cache_info(self) -> dict[str, int]:
+        """Entries in the per-message cache."""
+        return {"by_identity": len(self._by_id), "by_content": len(self._by_content)}
+
+    def clear_cache(self) -> None:
+        """Empty the per-message cache."""
+        with self._lock:
+            self._by_id.clear()
+            self._by_content.clear()
