@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 TRANSCRIPT := examples/transcripts/support_agent.json
 OUT := out
 
-.PHONY: help setup demo test lint typecheck pytest bench docs clean
+.PHONY: help setup demo test lint typecheck pytest bench docs docs-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ demo: setup  ## run the main job: audit (with chart) + plan + kv on the bundled 
 	$(RUN) windowkeeper plan
 	$(RUN) windowkeeper kv --tokens 128000
 
-test: setup lint typecheck pytest  ## install everything, then lint, types and the whole test suite
+test: setup lint typecheck pytest docs-check  ## install everything, then lint, types, tests and a strict docs build
 
 lint:  ## ruff lint + format check
 	$(RUN) ruff check .
@@ -37,7 +37,10 @@ bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand
 	$(RUN) python bench/bench_counting.py
 
 docs: setup  ## build the documentation site into site/
-	$(RUN) mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict
+
+docs-check:  ## strict docs build into a scratch folder (part of make test)
+	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict --quiet -d $$(mktemp -d)
 
 clean:  ## remove build and cache folders
 	rm -rf $(OUT) site .pytest_cache .mypy_cache .ruff_cache

@@ -40,3 +40,10 @@ def test_empty_text() -> None:
     assert b.total_tokens == 0
     assert b.shares == ()
     assert b.share("prose").chars_per_token == 0.0
+
+
+def test_a_json_line_inside_prose_is_json_not_code() -> None:
+    text = 'The tool returned:\n{"order_id": "NW-1", "status": "shipped"}\nThanks.\n'
+    b = breakdown(text, COUNT)
+    assert b.share("json").chars == len('{"order_id": "NW-1", "status": "shipped"}\n')
+    assert b.share("code").chars == 0

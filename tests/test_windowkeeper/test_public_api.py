@@ -112,3 +112,13 @@ def test_py_typed_is_shipped() -> None:
     from pathlib import Path
 
     assert (Path(windowkeeper.__file__).parent / "py.typed").is_file()
+
+
+def test_sockets_are_blocked_in_tests() -> None:
+    import socket
+
+    import pytest
+    from pytest_socket import SocketBlockedError
+
+    with pytest.raises(SocketBlockedError):
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -6,6 +6,8 @@ framework dependency. Importing this package loads no tokenizer and opens no fil
 
 from __future__ import annotations
 
+import logging as _logging
+
 from windowkeeper._budget import Budget, BudgetReport, Dropped, Level, Zone
 from windowkeeper._messages import (
     ContentPart,
@@ -76,6 +78,9 @@ from windowkeeper.tokens import (
     load_encoding,
     prompt_tokens_from_usage,
 )
+
+# a library never prints through logging's last-resort handler: the app decides where logs go
+_logging.getLogger("windowkeeper").addHandler(_logging.NullHandler())
 
 __version__ = "0.1.0"
 

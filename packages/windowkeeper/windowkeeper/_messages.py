@@ -133,8 +133,9 @@ class Message:
     """A neutral chat message.
 
     ``content`` accepts a string for convenience and is stored as a tuple of parts.
-    ``metadata`` is free-form and never sent to a model; windowkeeper reads the keys
-    ``turn``, ``timestamp``, ``session_id`` and ``zone`` (``"rag"`` marks a retrieved chunk).
+    ``metadata`` is free-form and never sent to a model. ``zone`` (``"rag"`` marks a retrieved
+    chunk) is read by the counter and the audit; ``turn``, ``timestamp`` and ``session_id`` are
+    reserved for the conversation store and kept verbatim.
 
     Example:
         >>> m = Message(role="user", content="Where is my order?", metadata={"turn": 3})

@@ -10,7 +10,7 @@ import difflib
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from windowkeeper.exceptions import InvalidConfigError, UnknownModelError
@@ -217,9 +217,15 @@ def _standin(
 # RULER effective lengths (Hsieh et al. 2024) where published: GPT-4 64k, Llama-3.1-70B 64k,
 # Llama-3.1-8B 32k, Qwen2-72B 32k. Claude and Gemini stand-in bands are wide on purpose: calibrate.
 BUILTIN_PROFILES: tuple[ModelProfile, ...] = (
-    _openai("gpt-5", 400_000, 128_000, "o200k_base", (1.25, 0.125, 10.0)),
-    _openai("gpt-5-mini", 400_000, 128_000, "o200k_base", (0.25, 0.025, 2.0)),
-    _openai("gpt-5-nano", 400_000, 128_000, "o200k_base", (0.05, 0.005, 0.40)),
+    _openai(
+        "gpt-5", 400_000, 128_000, "o200k_base", (1.25, 0.125, 10.0), chat_format=_NO_REASONING
+    ),
+    _openai(
+        "gpt-5-mini", 400_000, 128_000, "o200k_base", (0.25, 0.025, 2.0), chat_format=_NO_REASONING
+    ),
+    _openai(
+        "gpt-5-nano", 400_000, 128_000, "o200k_base", (0.05, 0.005, 0.40), chat_format=_NO_REASONING
+    ),
     _openai("gpt-4.1", 1_047_576, 32_768, "o200k_base", (2.0, 0.50, 8.0)),
     _openai("gpt-4.1-mini", 1_047_576, 32_768, "o200k_base", (0.40, 0.10, 1.60)),
     _openai("gpt-4.1-nano", 1_047_576, 32_768, "o200k_base", (0.10, 0.025, 0.40)),
@@ -314,6 +320,7 @@ BUILTIN_PROFILES: tuple[ModelProfile, ...] = (
         0.30,
         (1.0, 0.10, 5.0),
         chat_format=_NO_REASONING,
+        prompt_cache_min_tokens=2048,
         aliases=("claude-haiku-4-5-20251001",),
     ),
     _standin(
@@ -324,6 +331,7 @@ BUILTIN_PROFILES: tuple[ModelProfile, ...] = (
         "cl100k_base",
         0.30,
         (0.80, 0.08, 4.0),
+        prompt_cache_min_tokens=2048,
         aliases=("claude-3-5-haiku-latest", "claude-3-5-haiku-20241022"),
     ),
     _standin("gemini-2.5-pro", "google", 1_048_576, 65_536, "o200k_base", 0.25, (1.25, 0.31, 10.0)),
@@ -528,8 +536,3 @@ def register_model(profile: ModelProfile) -> ModelProfile:
     """
     _DEFAULT.register(profile)
     return profile
-
-
-def with_tokenizer(profile: ModelProfile, tokenizer_file: str) -> ModelProfile:
-    """A copy of ``profile`` whose counts come from a ``tokenizer.json`` (exact, no error band)."""
-    return replace(profile, tokenizer_file=tokenizer_file, exact=True, error_band=0.0)

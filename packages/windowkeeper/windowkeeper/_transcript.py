@@ -179,8 +179,8 @@ class TranscriptAudit:
                 "turns_until_act": self.turns_until_act,
                 "turns_until_full": self.turns_until_full,
             },
-            "cost_per_call_usd": self.cost_per_call,
-            "cost_total_usd": self.cost_total,
+            "cost_per_call_usd": _round(self.cost_per_call),
+            "cost_total_usd": _round(self.cost_total),
             "prefix_cache": {
                 "cacheable": self.prefix.cacheable,
                 "tokens": self.prefix.tokens,
@@ -189,6 +189,10 @@ class TranscriptAudit:
                 "problems": list(self.prefix.problems),
             },
         }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def audit_transcript(

@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="machine-readable output")
 
     plan = sub.add_parser(
-        "plan", help="the budget and creep calculator (defaults: the seed example)"
+        "plan", help="the budget and creep calculator (defaults: the seed's creep example)"
     )
     plan.add_argument("--model", help="take the window from this model's profile")
     plan.add_argument("--window", type=int, default=None, help="context window (default 128000)")
@@ -345,7 +345,7 @@ def _kv(args: argparse.Namespace, console: Console) -> int:
     custom = [args.layers, args.kv_heads, args.head_dim]
     if any(v is not None for v in custom):
         if args.preset or None in custom:
-            console.print(
+            Console(stderr=True).print(
                 "[red]give --layers, --kv-heads and --head-dim together, without --preset[/]"
             )
             return EXIT_USAGE

@@ -117,10 +117,10 @@ def _split_loose(text: str) -> list[tuple[ContentKind, str]]:
     for line in text.splitlines(keepends=True):
         stripped = line.strip()
         kind: ContentKind | None = None
-        if stripped and (_CODE_LINE.match(line) or line.startswith(("    ", "\t"))):
-            kind = "code"
-        elif stripped.startswith(("{", "[")) and _is_json(stripped):
+        if stripped.startswith(("{", "[")) and _is_json(stripped):
             kind = "json"
+        elif stripped and (_CODE_LINE.match(line) or line.startswith(("    ", "\t"))):
+            kind = "code"
         if kind != block_kind and block:
             pieces += _flush(block_kind, "".join(block))
             block = []

@@ -221,7 +221,7 @@ class HFTokenizerEncoder:
             self._tokenizer = Tokenizer.from_file(str(file))
         except Exception as exc:
             raise EncodingError(f"cannot load tokenizer file {str(file)!r}: {exc}") from exc
-        self._name = f"hf:{file.parent.name}/{file.name}"
+        self._name = f"hf:{file.resolve().parent.name}/{file.name}"
 
     @property
     def name(self) -> str:
