@@ -39,6 +39,7 @@ from windowkeeper._transcript import (
     audit_transcript,
     load_transcript,
 )
+from windowkeeper._units import Unit, group_units, split_system
 from windowkeeper.exceptions import (
     ApproximateCountWarning,
     BudgetExceededError,
@@ -50,6 +51,7 @@ from windowkeeper.exceptions import (
     WindowkeeperError,
     WindowkeeperWarning,
 )
+from windowkeeper.memory import TokenWindow, TrimResult
 from windowkeeper.planning import (
     KV_PRESETS,
     CreepProjection,
@@ -65,6 +67,7 @@ from windowkeeper.planning import (
     prefix_fingerprint,
     project_creep,
 )
+from windowkeeper.stores import ConversationStore, MemoryStore, SQLiteStore
 from windowkeeper.tokens import (
     Calibration,
     CalibrationStats,
@@ -95,6 +98,7 @@ __all__ = [
     "ChatFormat",
     "ContentPart",
     "ContentShare",
+    "ConversationStore",
     "CreepProjection",
     "Dropped",
     "EncodingError",
@@ -106,6 +110,7 @@ __all__ = [
     "KVCacheSize",
     "KVSpec",
     "Level",
+    "MemoryStore",
     "Message",
     "ModelProfile",
     "ModelRegistry",
@@ -120,15 +125,19 @@ __all__ = [
     "ReasoningPart",
     "Record",
     "Role",
+    "SQLiteStore",
     "TextBreakdown",
     "TextEncoder",
     "TextPart",
     "TiktokenEncoder",
     "TokenCounter",
+    "TokenWindow",
     "ToolCall",
     "Transcript",
     "TranscriptAudit",
+    "TrimResult",
     "TurnRow",
+    "Unit",
     "UnknownModelError",
     "UtilizationMonitor",
     "WindowkeeperError",
@@ -140,6 +149,7 @@ __all__ = [
     "fit_creep",
     "format_bytes",
     "get_profile",
+    "group_units",
     "kv_cache_size",
     "load_encoding",
     "load_transcript",
@@ -149,5 +159,6 @@ __all__ = [
     "project_creep",
     "prompt_tokens_from_usage",
     "register_model",
+    "split_system",
     "validate_tool_pairs",
 ]

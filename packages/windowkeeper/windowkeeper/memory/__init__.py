@@ -1,0 +1,7 @@
+"""Memory strategies: choose which units of a conversation the model sees this turn."""
+
+from __future__ import annotations
+
+from windowkeeper.memory._window import TokenWindow, TrimResult
+
+__all__ = ["TokenWindow", "TrimResult"]

@@ -1,0 +1,9 @@
+"""Where units live: the store protocol, an in-memory store and the SQLite store."""
+
+from __future__ import annotations
+
+from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore
+from windowkeeper.stores._memory import MemoryStore
+from windowkeeper.stores._sqlite import SQLiteStore
+
+__all__ = ["DEFAULT_SESSION", "ConversationStore", "MemoryStore", "SQLiteStore"]
