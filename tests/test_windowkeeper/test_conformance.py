@@ -108,3 +108,77 @@ def test_window_validation(bad: object) -> None:
 
     with pytest.raises(InvalidConfigError, match="max_tokens"):
         TokenWindow(COUNTER, max_tokens=bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------- context editing
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversations(), st.integers(0, 3))
+def test_context_editor_conforms(messages: list[Message], keep: int) -> None:
+    from windowkeeper import ContextEditor
+
+    if not any(m.role == "user" for m in messages):
+        return
+    before = copy.deepcopy(messages_to_openai(messages, include_metadata=True))
+    result = ContextEditor(COUNTER, keep_tool_results=keep).edit(messages)
+    assert result.tokens == COUNTER.count_messages(result.messages)
+    assert result.tokens <= COUNTER.count_messages(messages)
+    assert len(result.messages) == len(messages)
+    validate_tool_pairs(list(result.messages))
+    for old, new in zip(messages, result.messages, strict=True):
+        if old.role in ("user", "system"):
+            assert new is old  # user and system messages are never touched
+        assert new.role == old.role
+        assert new.tool_call_id == old.tool_call_id
+        assert new.tool_calls == old.tool_calls
+    assert messages_to_openai(messages, include_metadata=True) == before
+    assert ContextEditor(COUNTER, keep_tool_results=keep).edit(messages) == result
+
+
+def test_context_editor_clears_old_results_and_reasoning() -> None:
+    from windowkeeper import ContextEditor, ReasoningPart, TextPart, ToolCall
+
+    messages: list[Message] = [Message(role="system", content="Be brief.")]
+    for turn in range(4):
+        call = ToolCall(id=f"c{turn}", name="lookup_order", arguments="{}")
+        messages += [
+            Message(role="user", content=f"question {turn}"),
+            Message(role="assistant", tool_calls=(call,)),
+            Message(role="tool", tool_call_id=f"c{turn}", content='{"status": "shipped"} ' * 50),
+            Message(
+                role="assistant",
+                content=(ReasoningPart(text="thinking " * 30), TextPart(text="ok")),
+            ),
+        ]
+    result = ContextEditor(COUNTER, keep_tool_results=1).edit(messages)
+    tool_texts = [m.text for m in result.messages if m.role == "tool"]
+    assert tool_texts[0].startswith("[tool result cleared: lookup_order,")
+    assert tool_texts[0].endswith("turn 0]")
+    assert tool_texts[2].startswith("[tool result cleared")
+    assert tool_texts[3] == messages[-2].text  # the current turn's result is kept verbatim
+    reasoning = [
+        any(isinstance(p, ReasoningPart) for p in m.parts)
+        for m in result.messages
+        if m.role == "assistant"
+    ]
+    assert reasoning == [
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]  # only the current turn keeps it
+    saved = sum(d.tokens for d in result.dropped)
+    assert saved > 0
+    assert result.tokens < COUNTER.count_messages(messages)
+
+
+def test_context_editor_validation() -> None:
+    from windowkeeper import ContextEditor, InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="keep_tool_results"):
+        ContextEditor(COUNTER, keep_tool_results=-1)

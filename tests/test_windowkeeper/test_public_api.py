@@ -17,6 +17,7 @@ EXPECTED = [
     "ChatFormat",
     "ContentPart",
     "ContentShare",
+    "ContextEditor",
     "ConversationStore",
     "CreepProjection",
     "Dropped",

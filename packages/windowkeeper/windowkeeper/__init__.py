@@ -51,7 +51,7 @@ from windowkeeper.exceptions import (
     WindowkeeperError,
     WindowkeeperWarning,
 )
-from windowkeeper.memory import TokenWindow, TrimResult
+from windowkeeper.memory import ContextEditor, TokenWindow, TrimResult
 from windowkeeper.planning import (
     KV_PRESETS,
     CreepProjection,
@@ -98,6 +98,7 @@ __all__ = [
     "ChatFormat",
     "ContentPart",
     "ContentShare",
+    "ContextEditor",
     "ConversationStore",
     "CreepProjection",
     "Dropped",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from windowkeeper.memory._editing import ContextEditor
 from windowkeeper.memory._window import TokenWindow, TrimResult
 
-__all__ = ["TokenWindow", "TrimResult"]
+__all__ = ["ContextEditor", "TokenWindow", "TrimResult"]

@@ -200,8 +200,7 @@ class HFTokenizerEncoder:
     Needs the ``hf`` extra (``pip install 'windowkeeper[hf]'``). Special tokens are not added:
     the chat template's overhead is counted by the profile's chat rules.
 
-    Example:
-        >>> enc = HFTokenizerEncoder("path/to/tokenizer.json")  # doctest: +SKIP
+    Example: ``TokenCounter("llama-3.1-8b-instruct", encoder=HFTokenizerEncoder("tokenizer.json"))``.
     """
 
     __slots__ = ("_name", "_tokenizer")

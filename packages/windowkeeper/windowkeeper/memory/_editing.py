@@ -1,0 +1,115 @@
+"""Context editing: clear old tool results and earlier reasoning from the view (never from the store)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from windowkeeper._budget import Dropped
+from windowkeeper._messages import Message, ReasoningPart, TextPart
+from windowkeeper._units import group_units, split_system
+from windowkeeper.exceptions import InvalidConfigError
+from windowkeeper.memory._window import TrimResult
+from windowkeeper.tokens._counter import TokenCounter
+
+__all__ = ["ContextEditor"]
+
+
+class ContextEditor:
+    """Clear old tool results and earlier reasoning from the view.
+
+    Tool results older than the ``keep_tool_results`` newest become a short placeholder, and
+    reasoning parts of earlier turns are dropped.
+
+    The placeholder keeps the ``tool_call_id``, so every call still has its result, and says what
+    was there: ``[tool result cleared: lookup_order, 412 tokens, turn 3]``. User messages, system
+    messages and the current turn are never changed. Edited messages are new objects; the input
+    and the store are untouched.
+
+    Args:
+        counter: Counts tokens for the target model (reported savings are exact).
+        keep_tool_results: Newest tool results kept verbatim.
+        clear_reasoning: Drop ``ReasoningPart`` content of turns before the current one.
+
+    Example:
+        >>> from windowkeeper import ToolCall
+        >>> call = ToolCall(id="c1", name="lookup", arguments="{}")
+        >>> msgs = [Message(role="user", content="a"), Message(role="assistant", tool_calls=(call,)),
+        ...         Message(role="tool", tool_call_id="c1", content="x " * 300),
+        ...         Message(role="assistant", content="done"), Message(role="user", content="b")]
+        >>> out = ContextEditor(TokenCounter("gpt-4o"), keep_tool_results=0).edit(msgs)
+        >>> out.messages[2].text
+        '[tool result cleared: lookup, 301 tokens, turn 0]'
+    """
+
+    def __init__(
+        self, counter: TokenCounter, *, keep_tool_results: int = 3, clear_reasoning: bool = True
+    ) -> None:
+        if not isinstance(keep_tool_results, int) or keep_tool_results < 0:
+            raise InvalidConfigError(
+                f"keep_tool_results must be an int >= 0; got {keep_tool_results!r}"
+            )
+        self.counter = counter
+        self.keep_tool_results = keep_tool_results
+        self.clear_reasoning = clear_reasoning
+
+    def edit(
+        self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> TrimResult:
+        """Return the edited conversation, its exact count and what was cleared."""
+        system, rest = split_system(messages)
+        units = group_units(rest)
+        names = {c.id: c.name for m in rest for c in m.tool_calls if c.id}
+        results = [m for u in units for m in u.messages if m.role == "tool"]
+        current_ids = {id(m) for m in units[-1].messages} if units else set()
+        older = results[: max(0, len(results) - self.keep_tool_results)]
+        clear = {
+            id(m) for m in older if id(m) not in current_ids
+        }  # the current turn is never edited
+        edited: list[Message] = list(system)
+        cleared: list[Dropped] = []
+        for unit in units:
+            current = unit is units[-1]
+            for m in unit.messages:
+                tokens = self.counter.count(m.text) if id(m) in clear else 0
+                name = names.get(m.tool_call_id or "", m.name or "tool")
+                note = f"[tool result cleared: {name}, {tokens} tokens, turn {unit.index}]"
+                if (
+                    id(m) in clear and self.counter.count(note) < tokens
+                ):  # only where it saves tokens
+                    edited.append(replace(m, content=(TextPart(text=note),)))
+                    cleared.append(
+                        Dropped(
+                            zone="history",
+                            what=f"tool result {m.tool_call_id}",
+                            tokens=tokens,
+                            reason=f"older than the {self.keep_tool_results} newest tool results",
+                        )
+                    )
+                elif (
+                    self.clear_reasoning
+                    and not current
+                    and any(isinstance(p, ReasoningPart) for p in m.parts)
+                ):
+                    kept = tuple(p for p in m.parts if not isinstance(p, ReasoningPart))
+                    tokens = sum(
+                        self.counter.count(p.text) for p in m.parts if isinstance(p, ReasoningPart)
+                    )
+                    edited.append(replace(m, content=kept))
+                    cleared.append(
+                        Dropped(
+                            zone="history",
+                            what=f"reasoning of turn {unit.index}",
+                            tokens=tokens,
+                            reason="reasoning of earlier turns is not needed as input",
+                        )
+                    )
+                else:
+                    edited.append(m)
+        return TrimResult(
+            messages=tuple(edited),
+            tokens=self.counter.count_messages(edited, tools=tools),
+            dropped=tuple(cleared),
+            kept_units=len(units),
+        )
