@@ -34,6 +34,8 @@ Role: TypeAlias = Literal["system", "developer", "user", "assistant", "tool", "f
 ImageDetail: TypeAlias = Literal["auto", "low", "high"]
 
 _ROLES: frozenset[str] = frozenset(get_args(Role))
+SYSTEM_ROLES: tuple[str, ...] = ("system", "developer")
+"""Roles that carry instructions."""
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 

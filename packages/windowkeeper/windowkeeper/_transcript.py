@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import statistics
 from collections.abc import Mapping, Sequence
@@ -12,6 +11,7 @@ from typing import Any
 
 from windowkeeper._budget import Budget, BudgetReport
 from windowkeeper._messages import Message, messages_from_openai, validate_tool_pairs
+from windowkeeper._units import split_system
 from windowkeeper.exceptions import InvalidMessageError
 from windowkeeper.planning._creep import CreepProjection, fit_creep
 from windowkeeper.planning._prefix import PrefixCheck, PrefixVerdict
@@ -230,11 +230,7 @@ def audit_transcript(
     avg_reply = round(statistics.fmean(replies)) if replies else 0
     cost_last = profile.cost(prompts[-1], avg_reply)
     costs = [profile.cost(p, r.reply_tokens) for p, r in zip(prompts, rows, strict=True)]
-    leading = list(
-        itertools.takewhile(
-            lambda m: m.role in ("system", "developer") and m.zone_hint != "rag", messages
-        )
-    )
+    leading, _ = split_system(messages)
     prefix = PrefixCheck(counter, warn=False).check(leading, tools)
     return TranscriptAudit(
         model=profile.name,

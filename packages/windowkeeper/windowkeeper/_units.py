@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from windowkeeper._messages import Message, validate_tool_pairs
+from windowkeeper._messages import SYSTEM_ROLES, Message, validate_tool_pairs
 from windowkeeper.exceptions import InvalidMessageError
 
 __all__ = ["Unit", "group_units", "split_system"]
-
-_SYSTEM_ROLES = ("system", "developer")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -62,9 +60,7 @@ class Unit:
 def split_system(messages: Sequence[Message]) -> tuple[list[Message], list[Message]]:
     """Leading system (and developer) messages, and the rest."""
     i = 0
-    while (
-        i < len(messages) and messages[i].role in _SYSTEM_ROLES and messages[i].zone_hint != "rag"
-    ):
+    while i < len(messages) and messages[i].role in SYSTEM_ROLES and messages[i].zone_hint != "rag":
         i += 1
     return list(messages[:i]), list(messages[i:])
 

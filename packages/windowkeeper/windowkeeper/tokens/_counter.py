@@ -7,7 +7,14 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from windowkeeper._messages import ImagePart, Message, OtherPart, ReasoningPart, TextPart
+from windowkeeper._messages import (
+    SYSTEM_ROLES,
+    ImagePart,
+    Message,
+    OtherPart,
+    ReasoningPart,
+    TextPart,
+)
 from windowkeeper._profiles import ModelProfile, ModelRegistry, default_registry
 from windowkeeper.exceptions import ApproximateCountWarning, InvalidConfigError, InvalidMessageError
 from windowkeeper.tokens._calibration import Calibration, CalibrationStats
@@ -25,8 +32,6 @@ __all__ = ["TokenCounter", "ToolChoice"]
 ToolChoice = str | Mapping[str, Any] | None
 """``"auto"``, ``"none"``, ``"required"``, ``{"type": "function", "function": {"name": ...}}`` or legacy
 ``{"name": ...}``."""
-
-_SYSTEM_ROLES = ("system", "developer")
 
 
 class TokenCounter:
@@ -255,13 +260,13 @@ class TokenCounter:
         for i, (message, n) in enumerate(zip(messages, self._counts(messages), strict=True)):
             if message.zone_hint == "rag":
                 zone = "rag"
-            elif leading and message.role in _SYSTEM_ROLES:
+            elif leading and message.role in SYSTEM_ROLES:
                 zone = "system"
             elif i == last_user:
                 zone = "user"
             else:
                 zone = "history"
-            if message.role not in _SYSTEM_ROLES:
+            if message.role not in SYSTEM_ROLES:
                 leading = False
             zones[zone] += n
         if tools or tool_choice is not None:
@@ -277,7 +282,7 @@ class TokenCounter:
         """Tokens of the tool block, tool choice, and their effect on the first system message."""
         if not tools:
             return self._tool_choice_tokens(tool_choice, "tools")
-        system = next((m for m in messages if m.role in _SYSTEM_ROLES), None)
+        system = next((m for m in messages if m.role in SYSTEM_ROLES), None)
         n = self.count_tools(tools, tool_choice=tool_choice, with_system=system is not None)
         if system is not None:
             # the first system message gets a trailing newline when tools are present
