@@ -54,6 +54,15 @@ class ContextEditor:
         self.keep_tool_results = keep_tool_results
         self.clear_reasoning = clear_reasoning
 
+    def _placeholder(
+        self, message: Message, names: Mapping[str, str], turn: int
+    ) -> tuple[str, int] | None:
+        """The placeholder and the tokens it clears; ``None`` where it would not save tokens."""
+        tokens = self.counter.count(message.text)
+        name = names.get(message.tool_call_id or "", message.name or "tool")
+        note = f"[tool result cleared: {name}, {tokens} tokens, turn {turn}]"
+        return (note, tokens) if self.counter.count(note) < tokens else None
+
     def edit(
         self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None
     ) -> TrimResult:
@@ -72,13 +81,10 @@ class ContextEditor:
         for unit in units:
             current = unit is units[-1]
             for m in unit.messages:
-                tokens = self.counter.count(m.text) if id(m) in clear else 0
-                name = names.get(m.tool_call_id or "", m.name or "tool")
-                note = f"[tool result cleared: {name}, {tokens} tokens, turn {unit.index}]"
-                if (
-                    id(m) in clear and self.counter.count(note) < tokens
-                ):  # only where it saves tokens
-                    edited.append(replace(m, content=(TextPart(text=note),)))
+                note = self._placeholder(m, names, unit.index) if id(m) in clear else None
+                if note is not None:
+                    note_text, tokens = note
+                    edited.append(replace(m, content=(TextPart(text=note_text),)))
                     cleared.append(
                         Dropped(
                             zone="history",

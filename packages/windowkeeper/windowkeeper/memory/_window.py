@@ -70,26 +70,24 @@ class TokenWindow:
 
         The last unit is always kept (it holds the current user message); the caller checks that it fits.
         """
-        kept: list[Unit] = []
-        used = 0
-        cut = len(units)
-        for unit in reversed(units):
-            cost = self.unit_tokens(unit)
-            if kept and used + cost > budget:
-                break
-            kept.append(unit)
-            used += cost
+        if not units:
+            return [], []
+        costs = [self.unit_tokens(u) for u in units]
+        cut = len(units) - 1  # the last unit is always kept
+        used = costs[cut]
+        while cut > 0 and used + costs[cut - 1] <= budget:
             cut -= 1
+            used += costs[cut]
         dropped = [
             Dropped(
                 zone="history",
                 what=f"unit {u.index}",
-                tokens=self.unit_tokens(u),
+                tokens=cost,
                 reason="older than the newest units that fit the history budget",
             )
-            for u in units[:cut]
+            for u, cost in zip(units[:cut], costs[:cut], strict=True)
         ]
-        return kept[::-1], dropped
+        return list(units[cut:]), dropped
 
     def trim(
         self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None

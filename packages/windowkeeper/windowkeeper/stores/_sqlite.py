@@ -87,7 +87,7 @@ class SQLiteStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 (count,) = self._db.execute(
-                    "SELECT COUNT(*) FROM units WHERE session_id = ?", (session,)
+                    "SELECT COALESCE(MAX(idx) + 1, 0) FROM units WHERE session_id = ?", (session,)
                 ).fetchone()
                 check_append(unit, count)
                 self._db.execute(
@@ -123,7 +123,7 @@ class SQLiteStore:
         """Units stored for the session."""
         with self._lock:
             (n,) = self._db.execute(
-                "SELECT COUNT(*) FROM units WHERE session_id = ?", (session_id,)
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM units WHERE session_id = ?", (session_id,)
             ).fetchone()
         return int(n)
 

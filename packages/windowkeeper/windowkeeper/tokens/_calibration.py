@@ -54,6 +54,7 @@ class Calibration:
             raise InvalidConfigError(f"max_observations must be >= 1; got {max_observations!r}")
         self._max = max_observations
         self._pairs: list[tuple[int, int]] = []
+        self._stats: CalibrationStats | None = None  # derived from _pairs; reset by observe()
         self._lock = threading.Lock()
 
     def observe(self, *, counted: int, reported: int) -> None:
@@ -67,34 +68,14 @@ class Calibration:
             self._pairs.append((counted, reported))
             if len(self._pairs) > self._max:
                 del self._pairs[: len(self._pairs) - self._max]
+            self._stats = None
 
     def stats(self) -> CalibrationStats:
         """The fitted factor and the observed errors."""
         with self._lock:
-            pairs = list(self._pairs)
-        if not pairs:
-            return CalibrationStats(
-                observations=0,
-                factor=1.0,
-                mean_abs_error=0.0,
-                max_abs_error=0,
-                mean_rel_error=0.0,
-                max_rel_error=0.0,
-                max_rel_error_corrected=0.0,
-            )
-        factor = sum(r for _, r in pairs) / sum(c for c, _ in pairs)
-        abs_err = [abs(r - c) for c, r in pairs]
-        rel_err = [abs(r - c) / r for c, r in pairs]
-        corrected = [abs(r - c * factor) / r for c, r in pairs]
-        return CalibrationStats(
-            observations=len(pairs),
-            factor=round(factor, 6),
-            mean_abs_error=sum(abs_err) / len(pairs),
-            max_abs_error=max(abs_err),
-            mean_rel_error=sum(rel_err) / len(pairs),
-            max_rel_error=max(rel_err),
-            max_rel_error_corrected=max(corrected),
-        )
+            if self._stats is None:
+                self._stats = _fit(self._pairs)
+            return self._stats
 
     def correct(self, tokens: int) -> int:
         """``tokens`` scaled by the fitted factor (unchanged with no observations)."""
@@ -112,6 +93,33 @@ class Calibration:
         for counted, reported in data.get("pairs", ()):
             calibration.observe(counted=int(counted), reported=int(reported))
         return calibration
+
+
+def _fit(pairs: list[tuple[int, int]]) -> CalibrationStats:
+    """Least-squares-through-the-totals factor and the raw and corrected errors."""
+    if not pairs:
+        return CalibrationStats(
+            observations=0,
+            factor=1.0,
+            mean_abs_error=0.0,
+            max_abs_error=0,
+            mean_rel_error=0.0,
+            max_rel_error=0.0,
+            max_rel_error_corrected=0.0,
+        )
+    factor = sum(r for _, r in pairs) / sum(c for c, _ in pairs)
+    abs_err = [abs(r - c) for c, r in pairs]
+    rel_err = [abs(r - c) / r for c, r in pairs]
+    corrected = [abs(r - c * factor) / r for c, r in pairs]
+    return CalibrationStats(
+        observations=len(pairs),
+        factor=round(factor, 6),
+        mean_abs_error=sum(abs_err) / len(pairs),
+        max_abs_error=max(abs_err),
+        mean_rel_error=sum(rel_err) / len(pairs),
+        max_rel_error=max(rel_err),
+        max_rel_error_corrected=max(corrected),
+    )
 
 
 def prompt_tokens_from_usage(usage: Any) -> int:

@@ -93,6 +93,7 @@ class TokenCounter:
         self._cache_size = cache_size
         self._by_id: dict[int, tuple[Message, int]] = {}
         self._by_content: dict[Message, int] = {}
+        self._tool_blocks: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -211,7 +212,13 @@ class TokenCounter:
             return self._tool_choice_tokens(tool_choice, "tools") if tool_choice else 0
         api = tool_api_of(tools)
         text = format_tool_definitions(tools, nested_descriptions=api == "tools")
-        n = self.count(text) + TOOLS_OVERHEAD
+        block = self._tool_blocks.get(text)
+        if block is None:
+            # tool schemas are re-sent every turn: encode each distinct rendering once
+            block = self._tool_blocks[text] = self.count(text)
+            if len(self._tool_blocks) > 256:
+                del self._tool_blocks[next(iter(self._tool_blocks))]
+        n = block + TOOLS_OVERHEAD
         if with_system:
             n += SYSTEM_WITH_TOOLS
         return n + self._tool_choice_tokens(tool_choice, api)
@@ -339,3 +346,4 @@ class TokenCounter:
         with self._lock:
             self._by_id.clear()
             self._by_content.clear()
+            self._tool_blocks.clear()
