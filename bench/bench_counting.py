@@ -12,6 +12,7 @@ import argparse
 import gzip
 import json
 import random
+import statistics
 import sys
 import sysconfig
 import time
@@ -72,23 +73,28 @@ def json_corpus(n: int = 2_000) -> list[str]:
     return out
 
 
-def interleaved(fns: list[Callable[[], object]], repeat: int) -> list[float]:
-    """Best time of each function, the functions taking turns so drift hits all of them alike."""
-    best = [float("inf")] * len(fns)
+def interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:
+    """Times of each function per round; the functions take turns so drift hits all of them alike."""
+    times: list[list[float]] = [[] for _ in fns]
     for r in range(repeat):
         order = list(range(len(fns)))
         order = order[r % len(fns) :] + order[: r % len(fns)]
         for i in order:
             start = time.perf_counter()
             fns[i]()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
+            times[i].append(time.perf_counter() - start)
+    return times
+
+
+def paired_ratio(anchor: list[float], ours: list[float]) -> float:
+    """Median over rounds of anchor time ÷ our time, each pair measured back to back."""
+    return statistics.median(a / o for a, o in zip(anchor, ours, strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--repeat", type=int, default=21)
     args = parser.parse_args()
 
     from windowkeeper import Message, TokenCounter
@@ -109,7 +115,16 @@ def main() -> None:
             ],
             args.repeat,
         )
-        rows.append((name, len(texts), total, total / t_ours, t_bare / t_ours, t_bare_ord / t_ours))
+        rows.append(
+            (
+                name,
+                len(texts),
+                total,
+                total / statistics.median(t_ours),
+                paired_ratio(t_bare, t_ours),
+                paired_ratio(t_bare_ord, t_ours),
+            )
+        )
 
     print("## Counting throughput (o200k_base, one thread)\n")
     print(
