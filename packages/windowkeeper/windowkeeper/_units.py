@@ -58,9 +58,17 @@ class Unit:
 
 
 def split_system(messages: Sequence[Message]) -> tuple[list[Message], list[Message]]:
-    """Leading system (and developer) messages, and the rest."""
+    """Leading system (and developer) messages, and the rest.
+
+    A system-role message marked with another zone (a retrieved chunk, a memory block) ends the
+    leading block.
+    """
     i = 0
-    while i < len(messages) and messages[i].role in SYSTEM_ROLES and messages[i].zone_hint != "rag":
+    while (
+        i < len(messages)
+        and messages[i].role in SYSTEM_ROLES
+        and messages[i].zone_hint in (None, "system")
+    ):
         i += 1
     return list(messages[:i]), list(messages[i:])
 

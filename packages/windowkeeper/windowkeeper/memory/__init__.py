@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from windowkeeper.memory._base import Memory, MemoryView, StoredMemory, Summarizer, render_unit
 from windowkeeper.memory._editing import ContextEditor
+from windowkeeper.memory._recent import WindowMemory
 from windowkeeper.memory._window import TokenWindow, TrimResult
 
-__all__ = ["ContextEditor", "TokenWindow", "TrimResult"]
+__all__ = [
+    "ContextEditor",
+    "Memory",
+    "MemoryView",
+    "StoredMemory",
+    "Summarizer",
+    "TokenWindow",
+    "TrimResult",
+    "WindowMemory",
+    "render_unit",
+]

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore
+from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore, StateStore, SummaryRecord
 from windowkeeper.stores._memory import MemoryStore
 from windowkeeper.stores._sqlite import SQLiteStore
 
-__all__ = ["DEFAULT_SESSION", "ConversationStore", "MemoryStore", "SQLiteStore"]
+__all__ = [
+    "DEFAULT_SESSION",
+    "ConversationStore",
+    "MemoryStore",
+    "SQLiteStore",
+    "StateStore",
+    "SummaryRecord",
+]

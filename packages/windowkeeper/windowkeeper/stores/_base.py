@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
 
-__all__ = ["DEFAULT_SESSION", "ConversationStore", "check_append"]
+__all__ = ["DEFAULT_SESSION", "ConversationStore", "StateStore", "SummaryRecord", "check_append"]
 
 DEFAULT_SESSION = "default"
 """The session a unit without a session id is stored under."""
@@ -44,3 +46,67 @@ def check_append(unit: Unit, expected_index: int) -> str:
             f"({expected_index}); got {unit.index!r}: stores are append-only"
         )
     return unit.session_id or DEFAULT_SESSION
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SummaryRecord:
+    """One committed version of a session's rolling summary.
+
+    Versions are appended, never overwritten: an older summary stays readable.
+
+    Example:
+        >>> SummaryRecord(session_id="s", version=1, covers=12, levels=("recent facts",)).covers
+        12
+    """
+
+    session_id: str
+    """The session summarised."""
+    version: int
+    """1 for the first summary of the session, then +1 per commit."""
+    covers: int
+    """Units ``[0, covers)`` are summarised; later units are still only verbatim."""
+    levels: tuple[str, ...]
+    """Summary text per level: ``levels[0]`` is the rolling summary of the most recent summarised
+    units, higher levels condense older ones."""
+    created_at: float = 0.0
+    """Unix time of the commit."""
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """What a store keeps beside the units: summaries and recall vectors (optional for adapters).
+
+    A store without it still works with every strategy; summaries and vectors then live in the
+    process and are rebuilt from the units after a restart.
+    """
+
+    def save_summary(self, record: SummaryRecord) -> None:
+        """Append a summary version; ``record.version`` must be the session's latest + 1."""
+        ...
+
+    def latest_summary(self, session_id: str = DEFAULT_SESSION) -> SummaryRecord | None:
+        """The newest summary version of the session, if any."""
+        ...
+
+    def save_vectors(
+        self, session_id: str, model_id: str, rows: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Store (unit index, vector bytes) rows for an embedding model; a row replaces the same index."""
+        ...
+
+    def load_vectors(self, session_id: str, model_id: str) -> list[tuple[int, bytes]]:
+        """Every (unit index, vector bytes) row of the session for the model, by index."""
+        ...
+
+
+def check_summary(record: SummaryRecord, latest: SummaryRecord | None) -> None:
+    """Summaries are versioned and append-only; coverage never shrinks."""
+    expected = 1 if latest is None else latest.version + 1
+    if record.version != expected:
+        raise InvalidConfigError(
+            f"record.version must be {expected} for session {record.session_id!r}; got {record.version!r}"
+        )
+    if latest is not None and record.covers < latest.covers:
+        raise InvalidConfigError(
+            f"record.covers must be >= {latest.covers} (coverage never shrinks); got {record.covers!r}"
+        )

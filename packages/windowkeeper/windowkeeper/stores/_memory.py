@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
 
 from windowkeeper._units import Unit
-from windowkeeper.stores._base import DEFAULT_SESSION, check_append
+from windowkeeper.stores._base import DEFAULT_SESSION, SummaryRecord, check_append, check_summary
 
 __all__ = ["MemoryStore"]
 
@@ -23,6 +26,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._units: dict[str, list[Unit]] = {}
+        self._summaries: dict[str, list[SummaryRecord]] = {}
+        self._vectors: dict[tuple[str, str], dict[int, bytes]] = {}
         self._lock = threading.Lock()
 
     def append(self, unit: Unit) -> None:
@@ -49,3 +54,28 @@ class MemoryStore:
         """Session ids, sorted."""
         with self._lock:
             return sorted(s for s, rows in self._units.items() if rows)
+
+    def save_summary(self, record: SummaryRecord) -> None:
+        """Append a summary version."""
+        with self._lock:
+            rows = self._summaries.setdefault(record.session_id, [])
+            check_summary(record, rows[-1] if rows else None)
+            rows.append(record if record.created_at else replace(record, created_at=time.time()))
+
+    def latest_summary(self, session_id: str = DEFAULT_SESSION) -> SummaryRecord | None:
+        """The newest summary version of the session."""
+        with self._lock:
+            rows = self._summaries.get(session_id)
+            return rows[-1] if rows else None
+
+    def save_vectors(
+        self, session_id: str, model_id: str, rows: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Store vectors by unit index."""
+        with self._lock:
+            self._vectors.setdefault((session_id, model_id), {}).update(rows)
+
+    def load_vectors(self, session_id: str, model_id: str) -> list[tuple[int, bytes]]:
+        """The session's vectors for the model, by index."""
+        with self._lock:
+            return sorted(self._vectors.get((session_id, model_id), {}).items())

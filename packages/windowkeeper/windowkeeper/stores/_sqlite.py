@@ -6,16 +6,18 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from windowkeeper._messages import messages_from_openai, messages_to_openai
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
-from windowkeeper.stores._base import DEFAULT_SESSION, check_append
+from windowkeeper.stores._base import DEFAULT_SESSION, SummaryRecord, check_append, check_summary
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# version 1 had only `meta` and `units`; version 2 adds the two tables below (created in place)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS units (
@@ -25,6 +27,21 @@ CREATE TABLE IF NOT EXISTS units (
     stored_at REAL NOT NULL,
     messages TEXT NOT NULL,
     PRIMARY KEY (session_id, idx)
+);
+CREATE TABLE IF NOT EXISTS summaries (
+    session_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    covers INTEGER NOT NULL,
+    levels TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (session_id, version)
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    session_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (session_id, model_id, idx)
 );
 """
 
@@ -71,6 +88,10 @@ class SQLiteStore:
         if row is None:
             self._db.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) == 1:
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )
         elif int(row[0]) != SCHEMA_VERSION:
             raise InvalidConfigError(
@@ -134,6 +155,75 @@ class SQLiteStore:
                 "SELECT DISTINCT session_id FROM units ORDER BY session_id"
             ).fetchall()
         return [r[0] for r in rows]
+
+    def save_summary(self, record: SummaryRecord) -> None:
+        """Append a summary version in one transaction (earlier versions are kept)."""
+        created = record.created_at or time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                check_summary(record, self._latest_summary(record.session_id))
+                self._db.execute(
+                    "INSERT INTO summaries VALUES (?, ?, ?, ?, ?)",
+                    (
+                        record.session_id,
+                        record.version,
+                        record.covers,
+                        json.dumps(list(record.levels), ensure_ascii=False),
+                        created,
+                    ),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def latest_summary(self, session_id: str = DEFAULT_SESSION) -> SummaryRecord | None:
+        """The newest summary version of the session."""
+        with self._lock:
+            return self._latest_summary(session_id)
+
+    def _latest_summary(self, session_id: str) -> SummaryRecord | None:
+        row = self._db.execute(
+            "SELECT version, covers, levels, created_at FROM summaries WHERE session_id = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (session_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        version, covers, levels, created = row
+        return SummaryRecord(
+            session_id=session_id,
+            version=version,
+            covers=covers,
+            levels=tuple(json.loads(levels)),
+            created_at=created,
+        )
+
+    def save_vectors(
+        self, session_id: str, model_id: str, rows: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Store vectors by unit index, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)",
+                    [(session_id, model_id, idx, blob) for idx, blob in rows],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def load_vectors(self, session_id: str, model_id: str) -> list[tuple[int, bytes]]:
+        """The session's vectors for the model, by index."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT idx, vector FROM vectors WHERE session_id = ? AND model_id = ? ORDER BY idx",
+                (session_id, model_id),
+            ).fetchall()
+        return [(int(i), bytes(b)) for i, b in rows]
 
     def close(self) -> None:
         """Close the connection (further calls fail)."""

@@ -249,7 +249,9 @@ class TokenCounter:
         """Split a request's exact prompt count into zones; the values sum to the request's count.
 
         Leading system messages are ``system``; messages marked ``metadata={"zone": "rag"}`` are
-        ``rag``; the last user message (with the reply priming) is ``user``; the rest is ``history``;
+        ``rag`` and those marked ``{"zone": "history"}`` (memory blocks such as a summary, even with
+        the system role) are ``history``; the last user message (with the reply priming) is
+        ``user``; the rest is ``history``;
         tool schemas, tool choice and their interaction with the system message are ``tools``.
         """
         zones = {
@@ -265,8 +267,9 @@ class TokenCounter:
         )
         leading = True
         for i, (message, n) in enumerate(zip(messages, self._counts(messages), strict=True)):
-            if message.zone_hint == "rag":
-                zone = "rag"
+            if message.zone_hint in ("rag", "history"):
+                zone = message.zone_hint
+                leading = False
             elif leading and message.role in SYSTEM_ROLES:
                 zone = "system"
             elif i == last_user:

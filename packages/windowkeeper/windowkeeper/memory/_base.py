@@ -1,0 +1,246 @@
+"""What every memory shares: the view it returns, its rendering, and the store-backed base class."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias, runtime_checkable
+
+from windowkeeper._budget import Dropped
+from windowkeeper._messages import Message
+from windowkeeper._units import Unit, group_units
+from windowkeeper.exceptions import InvalidConfigError, InvalidMessageError
+from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore, StateStore
+from windowkeeper.stores._memory import MemoryStore
+from windowkeeper.tokens._counter import TokenCounter
+
+__all__ = [
+    "Memory",
+    "MemoryView",
+    "StoredMemory",
+    "Summarizer",
+    "recalled_message",
+    "render_unit",
+    "summary_message",
+]
+
+Summarizer: TypeAlias = Callable[[str, Sequence[Unit]], "str | Awaitable[str]"]
+"""``(previous summary, new units) -> new summary``, sync or async."""
+
+TOOL_RESULT_CHARS = 200
+"""Characters of a tool result kept when a unit is rendered as text (recall, summaries)."""
+
+
+def render_unit(unit: Unit, *, tool_result_chars: int = TOOL_RESULT_CHARS) -> str:
+    """A unit as plain text: one ``speaker: text`` line per message, tool results abbreviated.
+
+    User and assistant text is verbatim; a tool call is ``called name(arguments)``; a tool result
+    longer than ``tool_result_chars`` is cut and says how much was left out. Retrieved chunks are
+    not part of the conversation and are left out.
+
+    Example:
+        >>> u = Unit(index=0, messages=(Message(role="user", content="hi", name="Ann"),
+        ...                             Message(role="assistant", content="hello")))
+        >>> print(render_unit(u))
+        Ann: hi
+        assistant: hello
+    """
+    lines: list[str] = []
+    for m in unit.messages:
+        if m.zone_hint == "rag":
+            continue
+        speaker = m.name or m.role
+        if m.role == "tool" or m.role == "function":
+            text = m.text
+            if len(text) > tool_result_chars:
+                text = f"{text[:tool_result_chars]}… [{len(text) - tool_result_chars} more chars]"
+            lines.append(f"tool result: {text}")
+            continue
+        if m.text:
+            lines.append(f"{speaker}: {m.text}")
+        for call in m.tool_calls:
+            lines.append(f"{speaker} called {call.name}({call.arguments})")
+    return "\n".join(lines)
+
+
+def summary_message(text: str, *, covers: int) -> Message:
+    """The summary as a labelled data block (a system-role message counted in the history zone)."""
+    return Message(
+        role="system",
+        content=(
+            f'<conversation_summary turns="0-{covers - 1}">\n{text}\n</conversation_summary>'
+            if covers
+            else f"<conversation_summary>\n{text}\n</conversation_summary>"
+        ),
+        metadata={"zone": "history", "windowkeeper": "summary"},
+    )
+
+
+def recalled_header(unit: Unit) -> str:
+    """The line that introduces a recalled unit: its turn and, when known, its timestamp."""
+    return f"[turn {unit.index}, {unit.timestamp}]" if unit.timestamp else f"[turn {unit.index}]"
+
+
+def recalled_message(units: Sequence[Unit]) -> Message:
+    """Recalled older units as one labelled data block, in the order given."""
+    body = "\n".join(f"{recalled_header(u)}\n{render_unit(u)}" for u in units)
+    return Message(
+        role="system",
+        content=f"<recalled_turns>\n{body}\n</recalled_turns>",
+        metadata={"zone": "history", "windowkeeper": "recalled"},
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MemoryView:
+    """What a memory shows the model this turn (before the retrieved chunks and the user message).
+
+    Example:
+        >>> u = Unit(index=0, messages=(Message(role="user", content="hi"),))
+        >>> [m.role for m in MemoryView(recent=(u,), summary="Ann likes tea.").messages()]
+        ['system', 'user']
+    """
+
+    recent: tuple[Unit, ...] = ()
+    """Newest units, verbatim, oldest first."""
+    summary: str = ""
+    """The rendered rolling summary ('' when there is none)."""
+    summary_covers: int = 0
+    """Units ``[0, summary_covers)`` are in the summary."""
+    recalled: tuple[Unit, ...] = ()
+    """Older units recalled for this query, rendered as one data block."""
+    dropped: tuple[Dropped, ...] = ()
+    """Units neither shown verbatim, recalled nor yet covered by a committed summary."""
+    tokens: int = 0
+    """Exact tokens :meth:`messages` add to a request (the memory's counter)."""
+
+    def messages(self) -> list[Message]:
+        """Summary block, recalled block, then the recent units' messages."""
+        out: list[Message] = []
+        if self.summary:
+            out.append(summary_message(self.summary, covers=self.summary_covers))
+        if self.recalled:
+            out.append(recalled_message(self.recalled))
+        out.extend(m for u in self.recent for m in u.messages)
+        return out
+
+
+@runtime_checkable
+class Memory(Protocol):
+    """A conversation memory: stores finished turns and shows a budgeted view of them."""
+
+    session_id: str
+
+    def add(self, messages: Sequence[Message] | Unit) -> Unit:
+        """Store one finished turn (the user message and everything that answered it)."""
+        ...
+
+    def view(self, query: str = "", *, budget: int) -> MemoryView:
+        """The history to show for ``query`` in at most ``budget`` tokens."""
+        ...
+
+
+class StoredMemory:
+    """Base class: a session in a store, with an in-process mirror of its units and their costs.
+
+    Units are read from the store once, then kept in the process, so a turn costs the same at 100
+    or 10,000 units of history. Subclasses override :meth:`_on_add` to index or schedule work.
+    """
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        *,
+        store: ConversationStore | None = None,
+        session_id: str = DEFAULT_SESSION,
+    ) -> None:
+        if not isinstance(counter, TokenCounter):
+            raise InvalidConfigError(
+                f"counter must be a TokenCounter; got {type(counter).__name__}"
+            )
+        if store is not None and not isinstance(store, ConversationStore):
+            raise InvalidConfigError(
+                f"store must implement ConversationStore (append, units, count, sessions); "
+                f"got {type(store).__name__}"
+            )
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidConfigError(f"session_id must be a non-empty str; got {session_id!r}")
+        self.counter = counter
+        self.store: ConversationStore = store if store is not None else MemoryStore()
+        self.session_id = session_id
+        self._lock = threading.RLock()
+        self._units: list[Unit] = self.store.units(session_id)
+        self._costs: list[int] = []
+
+    @property
+    def state_store(self) -> StateStore | None:
+        """The store, when it also keeps summaries and vectors."""
+        return self.store if isinstance(self.store, StateStore) else None
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+    @property
+    def units(self) -> list[Unit]:
+        """Every stored unit of the session, oldest first (a copy)."""
+        with self._lock:
+            return list(self._units)
+
+    def unit_tokens(self, index: int) -> int:
+        """Exact tokens unit ``index`` adds to a request when shown verbatim (cached)."""
+        with self._lock:
+            while len(self._costs) <= index:
+                unit = self._units[len(self._costs)]
+                self._costs.append(sum(self.counter.count_message(m) for m in unit.messages))
+            return self._costs[index]
+
+    def add(self, messages: Sequence[Message] | Unit) -> Unit:
+        """Store one finished turn as the session's next unit and return it.
+
+        Raises:
+            InvalidMessageError: ``messages`` is not exactly one turn (one user message first,
+                tool calls with their results).
+        """
+        with self._lock:
+            index = len(self._units)
+            if isinstance(messages, Unit):
+                unit = Unit(
+                    index=index,
+                    messages=messages.messages,
+                    session_id=self.session_id,
+                    timestamp=messages.timestamp,
+                )
+            else:
+                units = group_units(list(messages), session_id=self.session_id, start_index=index)
+                if len(units) != 1:
+                    raise InvalidMessageError(
+                        f"messages must be exactly one turn (one user message and its replies); "
+                        f"got {len(units)} turns"
+                    )
+                unit = units[0]
+            self.store.append(unit)
+            self._units.append(unit)
+        self._on_add(unit)
+        return unit
+
+    def extend(self, messages: Sequence[Message]) -> list[Unit]:
+        """Store a whole conversation (without its system prompt), turn by turn."""
+        units = group_units(list(messages))
+        return [self.add(u) for u in units]
+
+    def _on_add(self, unit: Unit) -> None:
+        """Called after a unit is stored (outside the lock)."""
+
+    def newest_fitting(self, budget: int, *, start: int = 0) -> tuple[list[Unit], int]:
+        """The newest contiguous units from ``start`` on whose tokens fit ``budget``, and their cost."""
+        with self._lock:
+            cut = len(self._units)
+            used = 0
+            while cut > start:
+                cost = self.unit_tokens(cut - 1)
+                if used + cost > budget:
+                    break
+                used += cost
+                cut -= 1
+            return self._units[cut:], used
