@@ -3,6 +3,7 @@
 ```
 WindowkeeperError
 ├── InvalidConfigError (ValueError)        a setting is out of range; raised when the object is built
+│   └── ModelNotInstalledError (ImportError) an embedded model is absent; gives the install command
 ├── InvalidMessageError (ValueError)       a message or transcript is malformed; names the index
 ├── UnknownModelError (KeyError)           no profile for a model name; suggests close names
 ├── EncodingError                          a tokenizer file is missing, corrupt or unreadable
@@ -24,6 +25,7 @@ __all__ = [
     "EncodingError",
     "InvalidConfigError",
     "InvalidMessageError",
+    "ModelNotInstalledError",
     "PrefixCacheWarning",
     "UnknownModelError",
     "WindowkeeperError",
@@ -75,6 +77,23 @@ class UnknownModelError(WindowkeeperError, KeyError):
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0])
+
+
+class ModelNotInstalledError(InvalidConfigError, ImportError):
+    """An embedded model (the local summariser or embedder) is not installed.
+
+    Raised when the object that needs it is built, never later on a request.
+
+    Attributes:
+        model: What was looked for.
+        install: The command that installs it.
+    """
+
+    def __init__(self, model: str, install: str, *, detail: str = "") -> None:
+        self.model = model
+        self.install = install
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"{model} is not installed{extra}. Install it with: {install}")
 
 
 class EncodingError(WindowkeeperError):
