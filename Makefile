@@ -15,11 +15,14 @@ setup:  ## install uv if missing and sync the workspace (CPU-only, offline-safe 
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --all-groups
 
-demo: setup  ## run the main job: audit (with chart) + plan + kv on the bundled transcript
+demo: setup  ## audit + plan + kv, then replay with the layered memory and clone, on the local models
 	@mkdir -p $(OUT)
 	$(RUN) windowkeeper audit $(TRANSCRIPT) --plot $(OUT)/creep.png
 	$(RUN) windowkeeper plan
 	$(RUN) windowkeeper kv --tokens 128000
+	rm -f $(OUT)/replay.db
+	$(RUN) windowkeeper replay $(TRANSCRIPT) --strategy layered --budget 8000 --store $(OUT)/replay.db --plot $(OUT)/replay.png --finish 150
+	$(RUN) windowkeeper clone $(TRANSCRIPT) --max-tokens 1200 --store $(OUT)/replay.db --out $(OUT)/clone.json
 
 test: setup lint typecheck pytest docs-check  ## install everything, then lint, types, tests and a strict docs build
 
@@ -33,8 +36,12 @@ typecheck:  ## mypy --strict on the core
 pytest:  ## the test suite (sockets blocked)
 	$(RUN) pytest
 
-bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand
+bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand (LoCoMo reads ../shared/data)
 	$(RUN) python bench/bench_counting.py
+	$(RUN) python bench/bench_memory.py
+	$(RUN) python bench/bench_recall.py
+	$(RUN) python bench/bench_summary.py
+	$(RUN) python bench/bench_locomo.py
 
 docs: setup  ## build the documentation site into site/
 	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict

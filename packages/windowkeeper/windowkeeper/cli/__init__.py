@@ -1,4 +1,4 @@
-"""The ``windowkeeper`` command: count, audit, plan, kv, models.
+"""The ``windowkeeper`` command: count, audit, plan, kv, models, replay, clone.
 
 Exit codes: 0 success; 1 ``--fail-on`` level reached; 2 usage error; 3 bad input (file, JSON,
 transcript, unknown model).
@@ -19,8 +19,9 @@ from rich.table import Table
 
 from windowkeeper._budget import LEVELS, PROMPT_ZONES, Budget
 from windowkeeper._profiles import default_registry
+from windowkeeper._replay import STRATEGIES, ReplayTurn, build_memory, replay_transcript
 from windowkeeper._transcript import audit_transcript, load_transcript
-from windowkeeper.exceptions import ApproximateCountWarning, WindowkeeperError
+from windowkeeper.exceptions import ApproximateCountWarning, InvalidConfigError, WindowkeeperError
 from windowkeeper.planning._creep import project_creep
 from windowkeeper.planning._kv import DTYPE_BYTES, KV_PRESETS, KVSpec, format_bytes, kv_cache_size
 from windowkeeper.tokens._breakdown import breakdown
@@ -93,6 +94,62 @@ def _parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the model profiles")
     models.add_argument("--json", action="store_true", help="machine-readable output")
+
+    replay = sub.add_parser(
+        "replay", help="replay a transcript through a memory: per-turn utilization and zones"
+    )
+    replay.add_argument("transcript", help="transcript JSON (windowkeeper.transcript/1 or a list)")
+    replay.add_argument("--strategy", choices=STRATEGIES, default="layered", help="memory strategy")
+    replay.add_argument(
+        "--budget", type=int, default=8_000, help="context window to fit (default 8000)"
+    )
+    replay.add_argument("--reserve", type=int, default=1_000, help="generation reserve")
+    replay.add_argument(
+        "--max-utilization",
+        type=float,
+        default=0.8,
+        help="keep each prompt below this share of the window (default 0.8: never reach 'act')",
+    )
+    replay.add_argument("--model", help="model profile (default: the transcript's, else gpt-4o)")
+    replay.add_argument("--store", metavar="DB", help="SQLite file to keep the replayed memory in")
+    replay.add_argument(
+        "--embedder",
+        choices=["minilm", "none"],
+        default="minilm",
+        help="recall embedder: the embedded MiniLM (default) or none (BM25 only)",
+    )
+    replay.add_argument(
+        "--settle",
+        action="store_true",
+        help="wait for each background summary before the next turn (deterministic output)",
+    )
+    replay.add_argument(
+        "--finish",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after the last turn, wait up to SECONDS for background summaries and print the summary",
+    )
+    replay.add_argument("--plot", metavar="PNG", help="write the per-turn zones chart")
+    replay.add_argument("--json", action="store_true", help="machine-readable output")
+
+    clone = sub.add_parser(
+        "clone", help="compress a transcript into a handoff artifact that seeds a new conversation"
+    )
+    clone.add_argument("transcript", help="transcript JSON")
+    clone.add_argument("--max-tokens", type=int, default=1_500, help="artifact budget")
+    clone.add_argument("--model", help="model profile (default: the transcript's, else gpt-4o)")
+    clone.add_argument("--out", metavar="JSON", help="write the artifact here")
+    clone.add_argument(
+        "--store",
+        metavar="DB",
+        help="take the facts from the latest summary in this SQLite store (e.g. from replay --store) "
+        "instead of running the local summariser",
+    )
+    clone.add_argument(
+        "--session", default="default", help="session in --store (default 'default')"
+    )
+    clone.add_argument("--json", action="store_true", help="print the artifact as JSON")
     return parser
 
 
@@ -112,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "plan": _plan,
                 "kv": _kv,
                 "models": _models,
+                "replay": _replay,
+                "clone": _clone,
             }
             return handler[args.command](args, console)
     except (WindowkeeperError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
@@ -440,3 +499,145 @@ def _models(args: argparse.Namespace, console: Console) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+# ----------------------------------------------------------------------------------------- replay
+
+
+def _replay(args: argparse.Namespace, console: Console) -> int:
+    transcript = load_transcript(args.transcript)
+    counter = TokenCounter(args.model or transcript.model or "gpt-4o")
+    budget = Budget(context_window=args.budget, generation_reserve=args.reserve)
+    options: dict[str, Any] = {}
+    if args.strategy in ("recall", "layered") and args.embedder == "none":
+        options["embedder"] = None
+    store = None
+    if args.store:
+        from windowkeeper.stores._sqlite import SQLiteStore
+
+        store = SQLiteStore(args.store)
+        if store.count():
+            raise InvalidConfigError(
+                f"--store must be a new or empty file; {args.store!r} already holds "
+                f"{store.count()} units"
+            )
+    memory = build_memory(args.strategy, counter, store=store, **options)
+
+    def settle(m: Any) -> None:
+        flush = getattr(m, "flush", None)  # summarise what is due and index what is stored, now
+        if args.settle and callable(flush):
+            flush(timeout=300) if args.strategy in ("summary", "layered") else flush()
+
+    table = Table(
+        title=f"replay · {args.strategy} · {counter.profile.name} · window {args.budget:,}"
+    )
+    for col in ("turn", "prompt", "naive", "util", "level", *PROMPT_ZONES, "view"):
+        table.add_column(col, justify="right" if col not in ("level", "view") else "left")
+
+    def row(t: ReplayTurn) -> None:
+        z = t.report.zones
+        view = f"{t.recent} recent"
+        if t.recalled:
+            view += f" · {t.recalled} recalled"
+        if t.summary_covers:
+            view += f" · summary of {t.summary_covers}"
+        table.add_row(
+            str(t.turn),
+            f"{t.report.prompt_tokens:,}",
+            f"{t.naive_tokens:,}",
+            f"{t.report.utilization:.0%}",
+            f"[{_LEVEL_STYLE[t.report.level]}]{t.report.level}[/]",
+            *(f"{z[name]:,}" for name in PROMPT_ZONES),
+            view,
+        )
+
+    summary = ""
+    try:
+        result = replay_transcript(
+            transcript,
+            memory,
+            counter=counter,
+            budget=budget,
+            settle=settle,
+            on_turn=row,
+            max_utilization=args.max_utilization,
+        )
+        keeper = getattr(memory, "keeper", None)
+        if keeper is not None and args.finish > 0:
+            flush = getattr(memory, "flush", None)
+            if callable(flush):
+                flush(timeout=args.finish)
+        if keeper is not None:
+            record = keeper.current()
+            if record is not None:
+                summary = f"summary of units 0-{record.covers - 1} (version {record.version}):\n{keeper.text}"
+    finally:
+        close = getattr(memory, "close", None)
+        if callable(close):
+            close()
+    if args.plot:
+        from windowkeeper.cli._plot import plot_replay
+
+        plot_replay(result, args.plot)
+    if args.json:
+        _emit_json(console, result.to_dict())
+        return EXIT_OK
+    console.print(table)
+    last = result.turns[-1]
+    console.print(
+        f"last turn: {last.report.prompt_tokens:,} tokens sent instead of {last.naive_tokens:,} "
+        f"({last.report.prompt_tokens / last.naive_tokens:.0%}); highest utilization "
+        f"{max(t.report.utilization for t in result.turns):.1%} of the {budget.context_window:,} "
+        f"window (reserve {budget.generation_reserve:,} kept free); {last.stored + 1} units "
+        "stored, none lost."
+    )
+    if summary:
+        console.print(summary, markup=False, highlight=False)
+    if args.plot:
+        console.print(f"chart written to {args.plot}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ clone
+
+
+def _clone(args: argparse.Namespace, console: Console) -> int:
+    from windowkeeper._cloning import clone_conversation
+
+    transcript = load_transcript(args.transcript)
+    counter = TokenCounter(args.model or transcript.model or "gpt-4o")
+    conversation = [m for m in transcript.messages if m.zone_hint != "rag"]
+    summary = None
+    if args.store:
+        from windowkeeper.stores._sqlite import SQLiteStore
+
+        if not Path(args.store).is_file():
+            raise FileNotFoundError(f"--store {args.store!r} does not exist")
+        with SQLiteStore(args.store) as store:
+            record = store.latest_summary(args.session)
+        from windowkeeper.memory._keeper import render_levels
+
+        if record is None:
+            Console(stderr=True).print(
+                f"[yellow]note:[/] {args.store} holds no summary for session {args.session!r} yet "
+                "(replay --finish SECONDS makes one); the clone has no facts section",
+                highlight=False,
+            )
+        summary = render_levels(record.levels) if record is not None else ""
+    artifact = clone_conversation(
+        conversation, counter=counter, max_tokens=args.max_tokens, summary=summary
+    )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(artifact.to_json(), encoding="utf-8")
+    if args.json:
+        _emit_json(console, artifact.to_dict())
+        return EXIT_OK
+    console.print(artifact.render(), markup=False, highlight=False)
+    console.print(
+        f"\n[dim]{counter.count(artifact.render()):,} tokens (budget {args.max_tokens:,}) from "
+        f"{artifact.source['tokens']:,} tokens in {artifact.source['units']} turns; "
+        f"{len(artifact.snippets)} verbatim snippets, all present[/]"
+        + (f"; written to {args.out}" if args.out else "")
+    )
+    return EXIT_OK

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from windowkeeper._budget import PROMPT_ZONES, Budget
 from windowkeeper._transcript import TranscriptAudit
 
-__all__ = ["plot_creep"]
+if TYPE_CHECKING:
+    from windowkeeper._replay import Replay
+
+__all__ = ["plot_creep", "plot_replay"]
 
 _COLOURS = {
     "system": "#4e79a7",
@@ -19,8 +23,7 @@ _COLOURS = {
 }
 
 
-def plot_creep(audit: TranscriptAudit, budget: Budget, path: str | Path) -> Path:
-    """Write the chart as PNG (needs the ``plot`` extra: ``pip install 'windowkeeper[plot]'``)."""
+def _pyplot() -> tuple[Any, Any]:
     try:
         import matplotlib
 
@@ -28,6 +31,58 @@ def plot_creep(audit: TranscriptAudit, budget: Budget, path: str | Path) -> Path
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ImportError("--plot needs matplotlib: pip install 'windowkeeper[plot]'") from exc
+    return matplotlib, plt
+
+
+def plot_replay(replay: Replay, path: str | Path) -> Path:
+    """Per-turn zones of a replay against what re-sending everything would have cost."""
+    matplotlib, plt = _pyplot()
+    turns = [t.turn for t in replay.turns]
+    budget = replay.budget
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
+    ax.stackplot(
+        turns,
+        *[[t.report.zones[z] for t in replay.turns] for z in PROMPT_ZONES],
+        [budget.generation_reserve] * len(turns),
+        labels=[*PROMPT_ZONES, "reserve"],
+        colors=[_COLOURS[z] for z in (*PROMPT_ZONES, "reserve")],
+        alpha=0.9,
+    )
+    ax.plot(
+        turns,
+        [t.naive_tokens for t in replay.turns],
+        "--",
+        color="#333333",
+        lw=1.2,
+        label="re-sending everything",
+    )
+    for frac, colour, label in (
+        (budget.alert_threshold, "#edc948", "alert"),
+        (budget.act_threshold, "#e15759", "act"),
+    ):
+        ax.axhline(
+            frac * budget.context_window, color=colour, lw=1.0, label=f"{label} ({frac:.0%})"
+        )
+    ax.axhline(
+        budget.context_window, color="black", lw=1.0, label=f"window ({budget.context_window:,})"
+    )
+    ax.set_xlabel("turn")
+    ax.set_ylabel("tokens in the request")
+    ax.set_title(f"Replay: {replay.strategy}, {replay.model}, {len(turns)} turns")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
+    ax.legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.9)
+    ax.grid(alpha=0.25)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_creep(audit: TranscriptAudit, budget: Budget, path: str | Path) -> Path:
+    """Write the chart as PNG (needs the ``plot`` extra: ``pip install 'windowkeeper[plot]'``)."""
+    matplotlib, plt = _pyplot()
 
     turns = [row.turn for row in audit.turns]
     stacks = [[row.report.zones[z] for row in audit.turns] for z in PROMPT_ZONES]

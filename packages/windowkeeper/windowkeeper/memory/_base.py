@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
@@ -83,13 +83,50 @@ def recalled_header(unit: Unit) -> str:
 
 
 def recalled_message(units: Sequence[Unit]) -> Message:
-    """Recalled older units as one labelled data block, in the order given."""
-    body = "\n".join(f"{recalled_header(u)}\n{render_unit(u)}" for u in units)
+    """Recalled older units as one labelled data block, in the order given.
+
+    Compact: each unit opens with its turn number (``#12 Ann: ...``), and a ``[timestamp]`` line
+    comes only where the timestamp changes from the unit before (``[time unknown]`` where a unit
+    without one follows one with one), so a session's date is paid once, not per turn.
+
+    Example:
+        >>> units = [Unit(index=i, timestamp="8 May 2023", messages=(Message(role="user", content=t, name="Ann"),))
+        ...          for i, t in [(3, "I adopted a cat"), (4, "Her name is Pixel")]]
+        >>> print(recalled_message(units).text)
+        <recalled_turns>
+        [8 May 2023]
+        #3 Ann: I adopted a cat
+        #4 Ann: Her name is Pixel
+        </recalled_turns>
+    """
+    lines: list[str] = []
+    stamp: str | None = None
+    for u in units:
+        if u.timestamp != stamp:
+            lines.append(f"[{u.timestamp}]" if u.timestamp else "[time unknown]")
+            stamp = u.timestamp
+        lines.append(f"#{u.index} {render_unit(u)}")
+    body = "\n".join(lines)
     return Message(
         role="system",
         content=f"<recalled_turns>\n{body}\n</recalled_turns>",
         metadata={"zone": "history", "windowkeeper": "recalled"},
     )
+
+
+def fit_newest(costs: Sequence[int], budget: int) -> int:
+    """Where the newest contiguous run of items whose costs fit ``budget`` starts.
+
+    Example:
+        >>> fit_newest([5, 3, 4], 7)  # the last two (3 + 4) fit, the first does not
+        1
+    """
+    cut = len(costs)
+    used = 0
+    while cut > 0 and used + costs[cut - 1] <= budget:
+        cut -= 1
+        used += costs[cut]
+    return cut
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -132,6 +169,10 @@ class Memory(Protocol):
 
     session_id: str
 
+    def __len__(self) -> int:
+        """Units stored for the session."""
+        ...
+
     def add(self, messages: Sequence[Message] | Unit) -> Unit:
         """Store one finished turn (the user message and everything that answered it)."""
         ...
@@ -172,6 +213,7 @@ class StoredMemory:
         self._lock = threading.RLock()
         self._units: list[Unit] = self.store.units(session_id)
         self._costs: list[int] = []
+        self._cumulative: list[int] = [0]  # tokens of units [0, i)
 
     @property
     def state_store(self) -> StateStore | None:
@@ -187,6 +229,12 @@ class StoredMemory:
         with self._lock:
             return list(self._units)
 
+    @property
+    def last_unit(self) -> Unit | None:
+        """The newest stored unit, if any."""
+        with self._lock:
+            return self._units[-1] if self._units else None
+
     def unit_tokens(self, index: int) -> int:
         """Exact tokens unit ``index`` adds to a request when shown verbatim (cached)."""
         with self._lock:
@@ -194,6 +242,37 @@ class StoredMemory:
                 unit = self._units[len(self._costs)]
                 self._costs.append(sum(self.counter.count_message(m) for m in unit.messages))
             return self._costs[index]
+
+    def tokens_between(self, start: int, stop: int) -> int:
+        """Exact verbatim tokens of units ``[start, stop)`` (prefix sums, extended as needed)."""
+        with self._lock:
+            cumulative = self._cumulative
+            while len(cumulative) <= stop:
+                cumulative.append(cumulative[-1] + self.unit_tokens(len(cumulative) - 1))
+            return cumulative[stop] - cumulative[start]
+
+    def dropped_runs(self, shown: Iterable[int], *, reason: str) -> tuple[Dropped, ...]:
+        """What a view leaves out: one entry per run of consecutive units not in ``shown``.
+
+        Costs O(shown) per call (prefix sums), so a view stays cheap at any history length.
+        """
+        with self._lock:
+            n = len(self._units)
+            out: list[Dropped] = []
+            start = 0
+            for stop in [*sorted(i for i in set(shown) if 0 <= i < n), n]:
+                if stop > start:
+                    what = f"unit {start}" if stop - start == 1 else f"units {start}-{stop - 1}"
+                    out.append(
+                        Dropped(
+                            zone="history",
+                            what=what,
+                            tokens=self.tokens_between(start, stop),
+                            reason=reason,
+                        )
+                    )
+                start = stop + 1
+            return tuple(out)
 
     def add(self, messages: Sequence[Message] | Unit) -> Unit:
         """Store one finished turn as the session's next unit and return it.
@@ -232,10 +311,13 @@ class StoredMemory:
     def _on_add(self, unit: Unit) -> None:
         """Called after a unit is stored (outside the lock)."""
 
-    def newest_fitting(self, budget: int, *, start: int = 0) -> tuple[list[Unit], int]:
-        """The newest contiguous units from ``start`` on whose tokens fit ``budget``, and their cost."""
+    def newest_fitting(
+        self, budget: int, *, start: int = 0, stop: int | None = None
+    ) -> tuple[list[Unit], int]:
+        """The newest contiguous units of ``[start, stop)`` whose tokens fit ``budget``, and their cost."""
         with self._lock:
-            cut = len(self._units)
+            end = len(self._units) if stop is None else stop
+            cut = end
             used = 0
             while cut > start:
                 cost = self.unit_tokens(cut - 1)
@@ -243,4 +325,4 @@ class StoredMemory:
                     break
                 used += cost
                 cut -= 1
-            return self._units[cut:], used
+            return self._units[cut:end], used

