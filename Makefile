@@ -21,7 +21,7 @@ demo: setup  ## audit + plan + kv, then replay with the layered memory and clone
 	$(RUN) windowkeeper plan
 	$(RUN) windowkeeper kv --tokens 128000
 	rm -f $(OUT)/replay.db
-	$(RUN) windowkeeper replay $(TRANSCRIPT) --strategy layered --budget 8000 --store $(OUT)/replay.db --plot $(OUT)/replay.png --finish 150
+	$(RUN) windowkeeper replay $(TRANSCRIPT) --strategy layered --budget 8000 --store $(OUT)/replay.db --plot $(OUT)/replay.png --finish 60
 	$(RUN) windowkeeper clone $(TRANSCRIPT) --max-tokens 1200 --store $(OUT)/replay.db --out $(OUT)/clone.json
 
 test: setup lint typecheck pytest docs-check  ## install everything, then lint, types, tests and a strict docs build

@@ -172,13 +172,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "replay": _replay,
                 "clone": _clone,
             }
-            return handler[args.command](args, console)
+            code = handler[args.command](args, console)
+        if args.command in ("replay", "clone"):
+            _exit_past_native_workers(code)
+        return code
     except (WindowkeeperError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
         return EXIT_INPUT
     except ImportError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_INPUT
+
+
+def _exit_past_native_workers(code: int) -> None:
+    """End the process at once when a background model call is still running after close().
+
+    A summariser call inside torch cannot be interrupted, and torch aborts the process ("terminate
+    called without an active exception") if the interpreter shuts down under it. Everything
+    committed is already in the store; the abandoned call's result would be discarded anyway.
+    """
+    import os
+    import threading
+
+    if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _emit_json(console: Console, data: Any) -> None:
