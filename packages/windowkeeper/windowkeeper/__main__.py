@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from windowkeeper.cli import main
+from windowkeeper.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -28,7 +28,7 @@ from windowkeeper.tokens._breakdown import breakdown
 from windowkeeper.tokens._counter import TokenCounter
 from windowkeeper.tokens._encodings import ENCODINGS, load_encoding
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]
 
 EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
 _LEVEL_STYLE = {
@@ -172,16 +172,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "replay": _replay,
                 "clone": _clone,
             }
-            code = handler[args.command](args, console)
-        if args.command in ("replay", "clone"):
-            _exit_past_native_workers(code)
-        return code
+            return handler[args.command](args, console)
     except (WindowkeeperError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
         return EXIT_INPUT
     except ImportError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_INPUT
+
+
+def entry() -> None:
+    """The console script: run :func:`main` as a program and exit with its code.
+
+    Only here (never when :func:`main` is called inside another process, e.g. a test run) may the
+    process end early past a background model call.
+    """
+    code = main()
+    _exit_past_native_workers(code)
+    sys.exit(code)
 
 
 def _exit_past_native_workers(code: int) -> None:
@@ -194,7 +202,9 @@ def _exit_past_native_workers(code: int) -> None:
     import os
     import threading
 
-    if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
+    if any(
+        t.name.startswith("windowkeeper-summary") and t.is_alive() for t in threading.enumerate()
+    ):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
