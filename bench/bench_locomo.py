@@ -35,6 +35,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "locomo10.json"
 CACHE = ROOT / "out" / "locomo_minilm_int8.npz"
+METHODS = {
+    "recency": "WindowMemory: the newest turns that fit",
+    "bm25": "TurnRecall(embedder=None), neighbours off: BM25 alone",
+    "dense": "TurnRecall, lexical_weight=0, neighbours off: MiniLM alone",
+    "rrf": "TurnRecall, fusion='rrf' (k=60, weights 1:1), neighbours off: the NOTES method",
+    "fusion": "TurnRecall, score fusion 0.4/0.6, neighbours off",
+    "bm25+neighbours": "TurnRecall(embedder=None) with its defaults: what you get without the model",
+    "hybrid": "TurnRecall with its defaults (score fusion + neighbours, context 0.15)",
+}
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 
 NOTES_TABLE = {  # ../shared/NOTES.md "LoCoMo calibration" (rank order, "speaker: text", recall tokens only)
@@ -244,8 +253,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--methods",
-        default="recency,bm25,dense,hybrid",
-        help="comma-separated subset of recency, bm25, dense, hybrid",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {', '.join(METHODS)}",
     )
     parser.add_argument("--cache", type=Path, default=CACHE, help="embedding cache file")
     parser.add_argument("--recent-units", type=int, default=4)
@@ -267,7 +276,12 @@ def main() -> None:
         convs = convs[:2]
     counter = TokenCounter(args.model)
     wanted = args.methods.split(",")
-    embedder = CachedEmbedder(args.cache) if {"dense", "hybrid"} & set(wanted) else None
+    unknown = [m for m in wanted if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    embedder = (
+        CachedEmbedder(args.cache) if set(wanted) - {"recency", "bm25", "bm25+neighbours"} else None
+    )
     if embedder is not None:  # embed everything once, in batches (the replay then hits the cache)
         texts = [t for c in convs for (_, s, x, _) in c.turns for t in (f"{s}: {x}",)]
         queries = [q for c in convs for q, _, _ in c.questions]
@@ -275,16 +289,21 @@ def main() -> None:
         embedder.save()
 
     recent = args.recent_units
+    plain = {"neighbor_weight": 0.0}
+
+    def recall(emb: Any, **settings: Any) -> Callable[[], Any]:
+        return lambda: TurnRecall(
+            counter, embedder=emb, recent_units=recent, settings=RecallSettings(**settings)
+        )
+
     factories: dict[str, Callable[[], Any]] = {
         "recency": lambda: WindowMemory(counter),
-        "bm25": lambda: TurnRecall(counter, embedder=None, recent_units=recent),
-        "dense": lambda: TurnRecall(
-            counter,
-            embedder=embedder,
-            recent_units=recent,
-            settings=RecallSettings(lexical_weight=0.0),
-        ),
-        "hybrid": lambda: TurnRecall(counter, embedder=embedder, recent_units=recent),
+        "bm25": recall(None, **plain),
+        "dense": recall(embedder, lexical_weight=0.0, **plain),
+        "rrf": recall(embedder, fusion="rrf", lexical_weight=1.0, dense_weight=1.0, **plain),
+        "fusion": recall(embedder, **plain),
+        "bm25+neighbours": recall(None),
+        "hybrid": recall(embedder),
     }
     methods = {name: factories[name] for name in wanted}
     start = time.perf_counter()
@@ -303,6 +322,7 @@ def main() -> None:
             f"embeddings: {embedder.computed:,} computed this run ({embedder.seconds:.1f} s), "
             f"{len(embedder.cache):,} cached in {where}"
         )
+    print("\nmethods: " + "; ".join(f"**{m}** = {METHODS[m]}" for m in methods))
     print_tables(tally, list(methods), budgets)
     per_view = {
         name: 1e3

@@ -55,8 +55,8 @@ def synthetic_turn(i: int, rng: random.Random) -> tuple[str, str]:
     topic, action, when = TOPICS[rng.randrange(len(TOPICS))]
     user = rng.choice(
         [
-            f"Can you remind me what we decided about {topic}? I think it was about who will {action}.",
-            f"Quick question on {topic}: should we still {action} before {when}?",
+            f"Can you remind me what we decided about {topic} (item {i})? Was it who will {action}?",
+            f"Quick question {i} on {topic}: should we still {action} before {when}?",
             f"I talked to the team about {topic} today (note {i}). What's the next step?",
         ]
     )
@@ -84,13 +84,18 @@ def turn_latency(turns: int, history: int) -> None:
     past = [synthetic_turn(i, rng) for i in range(history)]
     future = [synthetic_turn(history + i, rng) for i in range(turns)]
     embedder.embed(["warm up"])
-    rows = []
-    for label, settings in (
-        ("background embedding (default)", RecallSettings()),
-        ("synchronous embedding", RecallSettings(background=False)),
-    ):
+    modes = {
+        "background embedding, the user takes a moment to reply (default)": (
+            RecallSettings(),
+            True,
+        ),
+        "background embedding, turns back to back": (RecallSettings(), False),
+        "synchronous embedding (`background=False`)": (RecallSettings(background=False), False),
+    }
+    memories = {}
+    for label, (settings, _) in modes.items():
         store = MemoryStore()
-        for i, (u, a) in enumerate(past):  # history with its vectors saved, as after a restart
+        for i, (u, a) in enumerate(past):
             store.append(
                 Unit(
                     index=i,
@@ -102,9 +107,18 @@ def turn_latency(turns: int, history: int) -> None:
                 )
             )
         TurnRecall(counter, store=store, embedder=embedder).close()  # embeds and saves the history
-        memory = TurnRecall(counter, store=store, embedder=embedder, settings=settings)
-        view_ms, add_ms, turn_ms = [], [], []
-        for user, reply in future:
+        memories[label] = (
+            TurnRecall(counter, store=store, embedder=embedder, settings=settings),
+            modes[label][1],
+        )
+    times: dict[str, tuple[list[float], list[float], list[float]]] = {
+        m: ([], [], []) for m in modes
+    }
+    for n, (user, reply) in enumerate(future):
+        labels = list(modes)
+        labels = labels[n % len(labels) :] + labels[: n % len(labels)]  # take turns: drift hits all
+        for label in labels:
+            memory, pause = memories[label]
             start = time.perf_counter()
             memory.view(user, budget=2_000)
             middle = time.perf_counter()
@@ -112,27 +126,23 @@ def turn_latency(turns: int, history: int) -> None:
                 [Message(role="user", content=user), Message(role="assistant", content=reply)]
             )
             end = time.perf_counter()
+            if pause:
+                memory.flush()  # the worker finishes while the user reads and types
+            view_ms, add_ms, turn_ms = times[label]
             view_ms.append((middle - start) * 1e3)
             add_ms.append((end - middle) * 1e3)
             turn_ms.append((end - start) * 1e3)
+    for memory, _ in memories.values():
         memory.close()
-        rows.append((label, view_ms, add_ms, turn_ms))
-    # the embedding cost alone, for reference
-    single = []
-    for user, _ in future[:50]:
-        start = time.perf_counter()
-        embedder.embed([user + " (fresh)"])
-        single.append((time.perf_counter() - start) * 1e3)
     print(f"## Per-turn latency: view(budget=2,000) + add, {turns} turns after {history} stored\n")
     print("| mode | view p50 | view p99 | add p50 | add p99 | view + add p50 | view + add p99 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, v, a, t in rows:
+    for label, (v, a, t) in times.items():
         print(
             f"| {label} | {statistics.median(v):.1f} ms | {percentile(v, 99):.1f} ms | "
             f"{statistics.median(a):.1f} ms | {percentile(a, 99):.1f} ms | "
             f"{statistics.median(t):.1f} ms | {percentile(t, 99):.1f} ms |"
         )
-    print(f"\nMiniLM alone, one query text: p50 {statistics.median(single):.1f} ms")
 
 
 def embed_threads(repeat: int) -> None:

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,12 @@ from windowkeeper import InvalidConfigError, Message, TokenCounter
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import ModelNotInstalledError
 from windowkeeper.local import _summarizer
+from windowkeeper.local._notes import clean_reply
 from windowkeeper.local._summarizer import (
     CACHE_ENV,
     INSTALL,
+    LocalModelError,
     LocalSummarizer,
-    _clean,
     default_cache_dir,
     packaged_gguf,
 )
@@ -81,6 +83,17 @@ def test_a_converted_cache_is_enough(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert summarizer.model_dir == model_dir
     assert summarizer.gguf_path is None
     assert not summarizer.is_loaded
+
+
+def test_no_generation_starts_while_the_process_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_converted(tmp_path)
+    exiting = threading.Event()
+    exiting.set()
+    monkeypatch.setattr(_summarizer, "_EXITING", exiting)
+    with pytest.raises(LocalModelError, match="the process is exiting"):
+        LocalSummarizer(cache_dir=tmp_path)._generate([{"role": "user", "content": "hi"}], 4)
 
 
 def test_the_cache_folder_comes_from_the_environment(
@@ -153,18 +166,21 @@ def test_importing_loads_no_model_library(tmp_path: Path) -> None:
     ],
 )
 def test_model_output_is_cleaned(raw: str, truncated: bool, expected: str) -> None:
-    assert _clean(raw, truncated=truncated) == expected
+    assert clean_reply(raw, truncated=truncated) == expected
 
 
 def test_cleaning_keeps_quotes_of_the_turns_and_drops_repeats_of_earlier_notes() -> None:
     source = "user: My order is NW-1.\nassistant: It shipped."
     raw = "Ann's order exists.\nuser: My order is NW-1.\nuser: I also want a pony."
     assert (
-        _clean(raw, truncated=False, source=source)
+        clean_reply(raw, truncated=False, source=source)
         == "Ann's order exists.\nuser: My order is NW-1."
     )
     known = "Ann's order exists."
-    assert _clean("Ann's order exists. It shipped.", truncated=False, known=known) == "It shipped."
+    assert (
+        clean_reply("Ann's order exists. It shipped.", truncated=False, known=known)
+        == "It shipped."
+    )
 
 
 # ------------------------------------------------------------------------ the real model
@@ -239,3 +255,24 @@ def test_a_second_load_reads_the_converted_cache(local: LocalSummarizer, tmp_pat
     assert again.load_seconds < local.load_seconds
     prompt = "Name the customer in: 'Hi, I'm Ann Lee.'"
     assert again.complete(prompt, max_tokens=4) == local.complete(prompt, max_tokens=4)
+
+
+@pytest.mark.model
+def test_exiting_during_a_background_generation_does_not_abort(local: LocalSummarizer) -> None:
+    """torch aborts the process if the interpreter finalises while a thread is inside it."""
+    code = (
+        "import threading, time\n"
+        "from windowkeeper.local._summarizer import LocalSummarizer\n"
+        f"s = LocalSummarizer(cache_dir={str(local.cache_dir)!r})\n"
+        "s.load()\n"
+        "inside = threading.Event()\n"
+        "def run():\n"
+        "    inside.set()\n"
+        "    s.complete('Tell a long story about a cat.', max_tokens=400)\n"
+        "threading.Thread(target=run, daemon=True).start()\n"
+        "inside.wait()\n"
+        "time.sleep(0.5)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "terminate called" not in out.stderr
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -297,15 +297,54 @@ def test_recall_index_background_and_sync_give_the_same_results() -> None:
     assert results[0] == results[1]
 
 
-def test_recall_index_worker_errors_reach_the_caller() -> None:
-    class Broken(HashEmbedder):
-        def embed(self, texts: Sequence[str]) -> np.ndarray:
-            raise RuntimeError("embedder down")
+def test_an_idle_worker_ends_and_a_new_add_restarts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
 
-    index = RecallIndex(embedder=Broken())
-    index.add(units_of(["hello"])[0])
+    from windowkeeper.memory import _recall
+
+    monkeypatch.setattr(_recall, "WORKER_IDLE_S", 0.05)
+    index = RecallIndex(embedder=HashEmbedder())
+    units = units_of(["first turn", "second turn"])
+    index.add(units[0])
+    index.flush()
+    deadline = time.monotonic() + 5
+    while index._worker is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert index._worker is None  # no thread left behind by an index nobody closed
+    index.add(units[1])
+    index.flush()
+    assert [i for i, _ in index.search("second", k=1)] == [1]
+    index.close()
+
+
+def test_recall_index_worker_errors_reach_the_caller() -> None:
+    class Flaky(HashEmbedder):
+        down = True
+
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            if self.down:
+                raise RuntimeError("embedder down")
+            return super().embed(texts)
+
+    store = MemoryStore()
+    embedder = Flaky()
+    index = RecallIndex(embedder=embedder, state_store=store)
+    units = units_of(["hello there", "general kenobi"])
+    index.add(units[0])
+    index._wait(lambda: not index._pending, raise_error=False)
+    embedder.down = False
+    assert index.search("hello", k=1)[0][0] == 0  # a search never raises the worker's error
     with pytest.raises(RuntimeError, match="embedder down"):
         index.flush()
+    assert isinstance(index.last_error, RuntimeError)
+    index.flush()  # raised once
+    index.add(units[1])  # the index goes on; the failed unit is still found by its words
+    index.flush()
+    assert index.search("kenobi", k=1)[0][0] == 1
+    assert index.search("hello", k=1)[0][0] == 0
+    assert [i for i, _ in store.load_vectors("default", "hash-64")] == [
+        1
+    ]  # 0 is embedded at next load
     index.close()
 
 

@@ -156,6 +156,9 @@ class MiniLMEmbedder:
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+            # idle pool threads sleep instead of spinning: on 2 cores a spinning thread steals the
+            # core the recall worker (or the application) needs
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3
             session = ort.InferenceSession(
                 str(self._model_path), sess_options=options, providers=["CPUExecutionProvider"]

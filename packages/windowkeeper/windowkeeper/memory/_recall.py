@@ -35,6 +35,12 @@ FusionMethod = Literal["score", "rrf"]
 """How the BM25 and embedding rankings are merged."""
 
 
+WORKER_IDLE_S = 2.0
+"""Seconds the embedding worker waits for work before it ends (the next add starts another)."""
+
+REFILLS = 1
+"""Extra passes that fill the room left when the exact count is below the estimate."""
+
 CONTEXT_TERMS = 8
 """Words of the last turn added to a query's BM25 terms (its rarest ones)."""
 
@@ -153,8 +159,8 @@ class RecallIndex:
         >>> index.load([Unit(index=i, messages=(Message(role="user", content=t),))
         ...             for i, t in enumerate(["my cat is called Pixel", "ok", "the build is green"])])
         0
-        >>> [(i, round(score, 2)) for i, score in index.search("what is the cat's name", k=3)]
-        [(0, 0.4), (1, 0.2), (2, 0.1)]
+        >>> {i: round(score, 2) for i, score in index.search("what is the cat's name", k=3)}
+        {0: 0.4, 1: 0.2, 2: 0.1}
     """
 
     def __init__(
@@ -195,8 +201,13 @@ class RecallIndex:
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
         self._query_cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._context_cache: tuple[int, int, list[str]] | None = None
         self.embedded = 0
         """Texts embedded by this index so far (units and queries): persistence is tested with it."""
+        self.last_error: BaseException | None = None
+        """The last error of the embedding worker (also raised once by the next :meth:`flush`).
+        A unit whose embedding failed is still found by its words, and embedded again at the next
+        :meth:`load`; searches never raise it."""
 
     def __len__(self) -> int:
         return len(self._lexical)
@@ -242,27 +253,31 @@ class RecallIndex:
             for unit in sorted(units, key=lambda u: u.index):
                 texts[unit.index] = self._check(unit, last)
                 last = unit.index
-            self._last = last
-            for index, text in texts.items():
-                self._lexical.add(index, text)
-            if self._vectors is None or self.embedder is None or not texts:
+            if not texts:
                 return 0
-            saved: dict[int, bytes] = {}
-            if self.state_store is not None:
-                saved = dict(self.state_store.load_vectors(self.session_id, self.embedder.model_id))
-            width = 4 * self.embedder.dimension
             order = list(texts)
-            missing = [i for i in order if len(saved.get(i, b"")) != width]
-            block = np.zeros((len(order), self.embedder.dimension), dtype=np.float32)
-            position = {index: row for row, index in enumerate(order)}
+            missing: list[int] = []
+            if self._vectors is not None and self.embedder is not None:
+                saved: dict[int, bytes] = {}
+                if self.state_store is not None:
+                    saved = dict(
+                        self.state_store.load_vectors(self.session_id, self.embedder.model_id)
+                    )
+                width = 4 * self.embedder.dimension
+                missing = [i for i in order if len(saved.get(i, b"")) != width]
+                block = np.zeros((len(order), self.embedder.dimension), dtype=np.float32)
+                position = {index: row for row, index in enumerate(order)}
+                for index in order:
+                    if len(saved.get(index, b"")) == width:
+                        block[position[index]] = np.frombuffer(saved[index], dtype="<f4")
+                if missing:  # before anything is indexed: a failure leaves the index as it was
+                    fresh = self._embed([texts[i] for i in missing])
+                    block[[position[i] for i in missing]] = fresh
+                    self._persist(missing, fresh)
+                self._vectors.add(order, block)
             for index in order:
-                if len(saved.get(index, b"")) == width:
-                    block[position[index]] = np.frombuffer(saved[index], dtype="<f4")
-            if missing:
-                fresh = self._embed([texts[i] for i in missing])
-                block[[position[i] for i in missing]] = fresh
-                self._persist(missing, fresh)
-            self._vectors.add(order, block)
+                self._lexical.add(index, texts[index])
+            self._last = last
             return len(missing)
 
     def add(self, unit: Unit) -> None:
@@ -279,7 +294,7 @@ class RecallIndex:
                 self._persist([unit.index], vector)
                 return
             self._pending[unit.index] = text
-            if self._worker is None:
+            if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
                     target=self._work, name=f"windowkeeper-recall-{self.session_id}", daemon=True
                 )
@@ -290,30 +305,46 @@ class RecallIndex:
         """Wait until every added unit has its vector (and it is saved).
 
         Raises:
-            Exception: What the embedder or the store raised on the worker thread.
+            Exception: What the embedder or the store raised on the worker thread since the last
+                flush (see also :attr:`last_error`).
         """
-        self._wait(lambda: not self._pending)
+        self._wait(lambda: not self._pending, raise_error=True)
 
     def close(self) -> None:
-        """Finish pending work and stop the worker thread (the index stays searchable)."""
+        """Finish pending work and stop the worker thread now (the index stays usable).
+
+        Not required: an idle worker ends by itself after a few seconds, and a later
+        :meth:`add` starts a new one.
+        """
         self.flush()
         with self._lock:
             worker, self._worker = self._worker, None
+            if worker is not None:
+                self._queue.put(None)
         if worker is not None:
-            self._queue.put(None)
             worker.join()
 
-    def _wait(self, ready: Callable[[], bool]) -> None:
+    def _wait(self, ready: Callable[[], bool], *, raise_error: bool) -> None:
         with self._done:
-            while not ready() and self._error is None:
+            while not ready():
                 self._done.wait()
-            if self._error is not None:
+            if raise_error and self._error is not None:
                 error, self._error = self._error, None
                 raise error
 
     def _work(self) -> None:
+        import numpy as np
+
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=WORKER_IDLE_S)
+            except queue.Empty:
+                with self._lock:  # add() enqueues under this lock: nothing can slip in
+                    if self._queue.empty():
+                        if self._worker is threading.current_thread():
+                            self._worker = None
+                        return
+                continue
             if first is None:
                 return
             batch = [first]
@@ -334,8 +365,11 @@ class RecallIndex:
                 self._vectors.add(batch, vectors)
                 self._persist(batch, vectors)
             except BaseException as exc:  # handed to the next caller that waits
+                if self._vectors is not None:  # zero rows keep the rows in turn order; not saved,
+                    zeros = np.zeros((len(batch), self._vectors.dimension), dtype=np.float32)
+                    self._vectors.add(batch, zeros)  # so the next load embeds these units again
                 with self._done:
-                    self._error = exc
+                    self._error = self.last_error = exc
                     for i in batch:
                         self._pending.pop(i, None)
                     self._done.notify_all()
@@ -406,13 +440,15 @@ class RecallIndex:
         context_text = ""
         if context is not None and s.context_weight > 0:
             context_text = context.user.text
-            for term in self._context_terms(render_unit(context)):
+            for term in self._context_terms(context):
                 weights[term] = weights.get(term, 0.0) + s.context_weight
         vector = None
         if self._vectors is not None and s.dense_weight > 0:
             vector = self._dense_query(query, context_text)
             if vector is not None:  # results must not depend on how far the worker got
-                self._wait(lambda: not any(i not in exclude for i in self._pending))
+                self._wait(
+                    lambda: not any(i not in exclude for i in self._pending), raise_error=False
+                )
         with self._lock:
             ids = self._lexical.doc_ids()
             if len(ids) == 0 or k <= 0:
@@ -437,12 +473,17 @@ class RecallIndex:
             for i, v in zip(ids[hits].tolist(), fused[hits].tolist(), strict=True)
         ]
 
-    def _context_terms(self, text: str) -> list[str]:
+    def _context_terms(self, unit: Unit) -> list[str]:
         """The rarest words of the context turn (the ones that say what it is about)."""
-        terms = set(self._lexical.terms(text))
+        cached = self._context_cache
+        if cached is not None and cached[0] == unit.index and cached[1] == len(self._lexical):
+            return cached[2]
+        terms = set(self._lexical.terms(render_unit(unit)))
         frequency = {t: self._lexical.document_frequency(t) for t in terms}
         present = sorted((f, t) for t, f in frequency.items() if f > 0)
-        return [t for _, t in present[:CONTEXT_TERMS]]
+        chosen = [t for _, t in present[:CONTEXT_TERMS]]
+        self._context_cache = (unit.index, len(self._lexical), chosen)
+        return chosen
 
     def _dense_query(self, query: str, context_text: str) -> npt.NDArray[np.float32] | None:
         vector = self.query_vector(query) if query.strip() else None
@@ -642,37 +683,51 @@ class TurnRecall(StoredMemory):
         k = min(len(units), budget // 8 + 16)
         ranked = self.index.search(query, k, exclude=exclude, context=units[-1])
         chosen: list[int] = []  # in rank order
+        taken: set[int] = set()
         stamps: set[str | None] = set()
-        estimate = self._empty_block
-        for index, _ in ranked:
-            unit = units[index]
-            cost = self._line_cost(unit)
-            if unit.timestamp is not None and unit.timestamp not in stamps:
-                cost += self._stamp_cost(unit.timestamp)
-            if estimate + cost > budget:
-                continue
-            chosen.append(index)
-            stamps.add(unit.timestamp)
-            estimate += cost
-        while chosen:
-            picked = [
-                units[i] for i in (sorted(chosen) if self.order == "chronological" else chosen)
-            ]
-            tokens = self.counter.count_message(recalled_message(picked))
-            if tokens <= budget:
-                return picked, tokens
-            chosen.pop()  # the lowest-ranked unit
-        return [], 0
+        room = budget - self._empty_block  # estimated room left
+        tokens = 0
+        for _ in range(REFILLS + 1):
+            added = False
+            for index, _ in ranked:  # best first; a unit too large is skipped, smaller ones fit
+                unit = units[index]
+                if index in taken:
+                    continue
+                cost = self._line_cost(unit)
+                if unit.timestamp is not None and unit.timestamp not in stamps:
+                    cost += self._stamp_cost(unit.timestamp)
+                if cost > room:
+                    continue
+                chosen.append(index)
+                taken.add(index)
+                stamps.add(unit.timestamp)
+                room -= cost
+                added = True
+            if not added:
+                break
+            while chosen:  # the estimate is close, the count is exact
+                tokens = self.counter.count_message(recalled_message(self._laid_out(units, chosen)))
+                if tokens <= budget:
+                    break
+                taken.discard(chosen.pop())  # the lowest-ranked unit
+            if not chosen:
+                return [], 0
+            room = budget - tokens  # estimates run slightly high: refill what they left unused
+        return self._laid_out(units, chosen), tokens
+
+    def _laid_out(self, units: Sequence[Unit], chosen: Sequence[int]) -> list[Unit]:
+        return [units[i] for i in (sorted(chosen) if self.order == "chronological" else chosen)]
 
     def _line_cost(self, unit: Unit) -> int:
+        """Tokens of the unit's lines in the block, their newline included (cached)."""
         cost = self._line_costs.get(unit.index)
         if cost is None:
-            cost = self.counter.count(f"#{unit.index} {render_unit(unit)}") + 1
+            cost = self.counter.count(f"#{unit.index} {render_unit(unit)}\n")
             self._line_costs[unit.index] = cost
         return cost
 
     def _stamp_cost(self, stamp: str) -> int:
         cost = self._stamp_costs.get(stamp)
         if cost is None:
-            cost = self._stamp_costs[stamp] = self.counter.count(f"[{stamp}]") + 1
+            cost = self._stamp_costs[stamp] = self.counter.count(f"[{stamp}]\n")
         return cost

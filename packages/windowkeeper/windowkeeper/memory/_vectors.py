@@ -33,6 +33,13 @@ class Embedder(Protocol):
 
     ``model_id`` names the space: persisted vectors are keyed by it, so two embedders with the same
     id must give the same vectors.
+
+    Example:
+        >>> class Ones:
+        ...     model_id, dimension = "ones", 2
+        ...     def embed(self, texts): return [[1.0, 1.0] for _ in texts]
+        >>> isinstance(Ones(), Embedder)
+        True
     """
 
     model_id: str
@@ -157,7 +164,7 @@ class VectorIndex:
     """
 
     def __init__(
-        self, dimension: int, *, exact_max_rows: int = EXACT_MAX_ROWS, candidates: int = 512
+        self, dimension: int, *, exact_max_rows: int = EXACT_MAX_ROWS, candidates: int = 1024
     ) -> None:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
             raise InvalidConfigError(f"dimension must be an int >= 1; got {dimension!r}")
@@ -259,13 +266,9 @@ class VectorIndex:
             if n <= self.exact_max_rows:
                 exact: FloatArray = self._matrix[:n] @ q
                 return exact
-            self._refresh_codes()
-            pool = min(n, max(self.candidates, at_least))
-            distances = self._hamming(q)
-            picked = np.argpartition(distances, pool - 1)[:pool]
-            scores = self._matrix[picked] @ q
+            rows, scores = self._candidates(q, at_least)
             out = np.full(n, scores.min(), dtype=np.float32)
-            out[picked] = scores
+            out[rows] = scores
             return out
 
     def search(
@@ -282,16 +285,31 @@ class VectorIndex:
         """
         import numpy as np
 
+        q = self._query(query)
         with self._lock:
-            skip = [self._rows[i] for i in _members(exclude, self._rows)]
-            want = min(k, self._n - len(skip))
+            n = self._n
+            skip = np.array([self._rows[i] for i in _members(exclude, self._rows)], dtype=np.intp)
+            want = min(k, n - len(skip))
             if want <= 0:
                 return []
-            scores = self.similarities(query, at_least=want + len(skip))
-            scores[skip] = -np.inf
-            rows, best = _top(scores, want)
-            ids = self._ids[rows]
+            if n <= self.exact_max_rows:
+                rows = np.arange(n)
+                scores = self._matrix[:n] @ q
+                scores[skip] = -np.inf
+            else:
+                rows, scores = self._candidates(q, want + len(skip))
+                scores[np.isin(rows, skip)] = -np.inf
+            sub, best = _top(scores, want)
+            ids = self._ids[rows[sub]]
         return [(int(i), float(s)) for i, s in zip(ids.tolist(), best.tolist(), strict=True)]
+
+    def _candidates(self, q: FloatArray, at_least: int) -> tuple[npt.NDArray[np.intp], FloatArray]:
+        """Rows picked by the sign-bit prefilter, and their exact cosines."""
+        self._refresh_codes()
+        pool = min(self._n, max(self.candidates, at_least))
+        rows = _smallest(self._hamming(q), pool, self._words * 64)
+        scores: FloatArray = self._matrix[rows] @ q
+        return rows, scores
 
     # ----------------------------------------------------------------------------- prefilter
 
@@ -341,6 +359,22 @@ def _members(exclude: Container[int], rows: dict[int, int]) -> list[int]:
     if isinstance(exclude, set | frozenset | list | tuple | range | dict):
         return [i for i in exclude if i in rows]
     return [i for i in rows if i in exclude]
+
+
+def _smallest(distances: npt.NDArray[np.uint16], count: int, most: int) -> npt.NDArray[np.intp]:
+    """Positions of ``count`` smallest distances (ties at the cut: lowest positions), by histogram.
+
+    Distances are small integers, so a histogram finds the cut in one pass: cheaper than a
+    partition of the whole array.
+    """
+    import numpy as np
+
+    histogram = np.bincount(distances, minlength=most + 1)
+    cut = int(np.searchsorted(np.cumsum(histogram), count))  # the distance that completes count
+    below = np.flatnonzero(distances < cut)
+    at = np.flatnonzero(distances == cut)[: count - len(below)]
+    picked: npt.NDArray[np.intp] = np.concatenate([below, at])
+    return picked
 
 
 def _top(scores: FloatArray, k: int) -> tuple[npt.NDArray[np.intp], FloatArray]:

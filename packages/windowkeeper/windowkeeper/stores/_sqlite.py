@@ -86,8 +86,9 @@ class SQLiteStore:
                 f"path {self.path!r} is not a windowkeeper SQLite store: {exc}"
             ) from exc
         if row is None:
+            # OR IGNORE: two processes may create the same new file at once
             self._db.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
         elif int(row[0]) == 1:
             self._db.execute(

@@ -1,0 +1,118 @@
+"""Tidying a small model's replies into summary notes, and an extractive fallback.
+
+SmolLM2-135M quotes turns faithfully more often than it abstracts them, and sometimes loops,
+invents a next turn or a number, or emits markup only. These functions keep what can be trusted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+__all__ = ["clean_reply", "extractive", "fact_count", "plain_lines", "sentences"]
+
+# a reply line shaped like a transcript turn or a prompt header
+_SPEAKER = re.compile(
+    r"^\s*[-*]?\s*(?:conversation|earlier notes[^:]*|notes|user|assistant|tool result)\s*:",
+    re.I,
+)
+_PREAMBLE = re.compile(r"^(?:here(?:'s| is| are)|sure|certainly|updated notes)[^\n]*:\s*\n", re.I)
+_NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
+_LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s*")
+_MARKER_CHARS = re.compile(r"[*_#>`|~]")
+_SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]*)(?=\s|$)|\n")
+
+
+def clean_reply(text: str, *, truncated: bool, source: str = "", known: str = "") -> str:
+    """Tidy a reply of the small model before it becomes part of a summary.
+
+    Drops a chatty preamble, repeated sentences (loops) and sentences already in ``known``,
+    markup-only lines, and, when ``source`` is given, any line with a number the source does
+    not contain (the model made it up). A line shaped like a transcript turn (``user: ...``) is
+    kept only when its words are in ``source`` (the model quoting the turns); otherwise the
+    reply ends there. A sentence cut by the token cap is removed.
+    """
+    text = _PREAMBLE.sub("", text.strip(), count=1).strip()
+    if truncated:  # first, so that what is left of a cut list item is dropped below
+        ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+        if ends and ends[-1] < len(text):
+            text = text[: ends[-1]].rstrip()
+    plain_source = " ".join(source.split()).lower()
+    numbers = set(_NUMBER.findall(source))
+    seen = {_key(s) for s in sentences(known)}
+    lines: list[str] = []
+    for line in text.splitlines():
+        turn = _SPEAKER.match(line)
+        if turn is not None:
+            said = _key(line[turn.end() :])
+            if not said or said not in plain_source:
+                break  # an echoed prompt header, or a turn nobody took: the notes end here
+        body = _MARKER_CHARS.sub("", _LIST_MARKER.sub("", line, count=1))
+        if line.strip() and not re.search(r"[^\W\d_]", body):
+            continue  # markup or numbering only
+        if source and any(n not in numbers for n in _NUMBER.findall(body)):
+            continue  # a number the turns do not contain
+        kept = []
+        for sentence in sentences(line):
+            key = _key(sentence)
+            if key in seen:
+                continue
+            seen.add(key)
+            kept.append(sentence)
+        if kept or not line.strip():
+            lines.append(" ".join(kept))
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return text if re.search(r"\w", text) else ""
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+
+def _key(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def _weight(sentence: str) -> int:
+    """How many facts a sentence seems to hold: numbers and ids, then names."""
+    words = sentence.split()
+    numbers = sum(2 for w in words if any(ch.isdigit() for ch in w))
+    names = sum(1 for w in words[1:] if w[:1].isupper())
+    return numbers + names + 1
+
+
+def fact_count(text: str) -> int:
+    """Distinct numbers, ids and capitalised words: what a summary must not lose."""
+    return len(
+        set(_NUMBER.findall(text)) | {w.strip(".,;:!?()") for w in text.split() if w[:1].isupper()}
+    )
+
+
+def extractive(text: str, limit: int, count: Callable[[str], int]) -> str:
+    """The sentences of ``text`` richest in numbers and names that fit ``limit``, in order.
+
+    Example:
+        >>> extractive("Hello there. Ann paid $5 on May 2. Bye.", 6, lambda t: len(t.split()))
+        'Ann paid $5 on May 2.'
+    """
+    items = [s for line in text.splitlines() for s in sentences(line)]
+    costs = [count(s) for s in items]
+    ranked = sorted(range(len(items)), key=lambda i: (-_weight(items[i]), i))
+    chosen: list[int] = []
+    used = 0
+    for i in ranked:
+        cost = costs[i] + (1 if chosen else 0)  # about one token for the joining space
+        if used + cost <= limit:
+            chosen.append(i)
+            used += cost
+    while chosen and count(" ".join(items[j] for j in sorted(chosen))) > limit:
+        chosen.pop()  # the estimate was short: drop the least rich sentence
+    return " ".join(items[j] for j in sorted(chosen))
+
+
+def plain_lines(text: str) -> str:
+    """``text`` without list markers and markdown emphasis, line by line."""
+    return "\n".join(
+        _MARKER_CHARS.sub("", _LIST_MARKER.sub("", line, count=1)).strip()
+        for line in text.splitlines()
+    )
