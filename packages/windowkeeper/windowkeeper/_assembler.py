@@ -6,18 +6,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from windowkeeper._budget import Budget, BudgetReport, Dropped
 from windowkeeper._messages import SYSTEM_ROLES, Message, messages_to_openai
 from windowkeeper._toolselect import ToolSelector, tool_name
 from windowkeeper._units import Unit, group_units
 from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError, InvalidMessageError
-from windowkeeper.memory._base import Memory, MemoryView, fit_newest, render_unit
+from windowkeeper.memory._base import Memory, MemoryView, fit_newest, older_dropped, render_unit
 from windowkeeper.planning._prefix import prefix_fingerprint
 from windowkeeper.tokens._counter import TokenCounter
 
 __all__ = ["Assembled", "Chunk", "ChunkOrder", "ContextAssembler"]
+
+_T = TypeVar("_T")
 
 ChunkOrder = Literal["ascending", "edges"]
 """``ascending``: weakest chunk first, the best right before the user message. ``edges``: the best
@@ -203,6 +205,7 @@ class ContextAssembler:
             raise InvalidConfigError("pass memory or history, not both; got both")
         system_msgs = _system_messages(system)
         current = _current_turn(user)
+        history_units = group_units(list(history)) if history else []
         query_text = query if query is not None else current[0].text
         tool_list = list(tools or ())
         for t in tool_list:
@@ -246,7 +249,7 @@ class ContextAssembler:
             if tools_cost(tool_list) > tools_limit:
                 selection = self.tool_selector.select(
                     tool_list,
-                    _tool_query(query_text, memory, history),
+                    _tool_query(query_text, memory, history_units),
                     limit=tools_limit,
                     counter=counter,
                     cost=tools_cost,
@@ -266,17 +269,17 @@ class ContextAssembler:
 
         # chunks: best first until the rag zone is full; placed in ascending / edges order
         rag_limit = min(limits.get("rag", space), space)
-        kept_chunks, rag_used = self._fit_chunks(_chunks(chunks), rag_limit, dropped)
+        kept_chunks, chunk_msgs, rag_used = self._fit_chunks(_chunks(chunks), rag_limit, dropped)
         space -= rag_used
 
         # history: the memory's view within what is left
         history_limit = max(min(limits.get("history", space), space), 0)
         for _ in range(3):
-            view = self._view(memory, history, query_text, history_limit)
+            view = self._view(memory, history_units, query_text, history_limit)
             messages = (
                 *system_msgs,
                 *view.messages(),
-                *(self.chunk_message(c) for c in kept_chunks),
+                *chunk_msgs,
                 *current,
             )
             zones = counter.count_zones_of(messages, tools=kept_tools)
@@ -303,14 +306,16 @@ class ContextAssembler:
 
     def _fit_chunks(
         self, chunks: list[Chunk], limit: int, dropped: list[Dropped]
-    ) -> tuple[list[Chunk], int]:
+    ) -> tuple[list[Chunk], list[Message], int]:
+        """Best first until ``limit``; the kept chunks and their messages in placement order."""
         ranked = sorted(range(len(chunks)), key=lambda i: (-chunks[i].score, i))
-        kept: list[int] = []
+        kept: list[tuple[Chunk, Message]] = []
         used = 0
         for i in ranked:
-            cost = self.counter.count_message(self.chunk_message(chunks[i]))
+            message = self.chunk_message(chunks[i])
+            cost = self.counter.count_message(message)
             if used + cost <= limit:
-                kept.append(i)
+                kept.append((chunks[i], message))
                 used += cost
             else:
                 dropped.append(
@@ -321,13 +326,13 @@ class ContextAssembler:
                         reason="lower score than the chunks that filled the rag zone",
                     )
                 )
-        best_first = [chunks[i] for i in kept]
-        return _place(best_first, self.chunk_order), used
+        placed = _place(kept, self.chunk_order)
+        return [c for c, _ in placed], [m for _, m in placed], used
 
     def _view(
         self,
         memory: Memory | None,
-        history: Sequence[Message] | None,
+        history: Sequence[Unit],
         query: str,
         budget: int,
     ) -> MemoryView:
@@ -335,25 +340,16 @@ class ContextAssembler:
             return memory.view(query, budget=budget)
         if not history:
             return MemoryView()
-        units = group_units(list(history))
-        costs = [sum(self.counter.count_message(m) for m in u.messages) for u in units]
+        costs = [sum(self.counter.count_message(m) for m in u.messages) for u in history]
         cut = fit_newest(costs, budget)
         return MemoryView(
-            recent=tuple(units[cut:]),
-            dropped=tuple(
-                Dropped(
-                    zone="history",
-                    what=f"unit {u.index}",
-                    tokens=c,
-                    reason="older than the newest units that fit the history budget",
-                )
-                for u, c in zip(units[:cut], costs[:cut], strict=True)
-            ),
+            recent=tuple(history[cut:]),
+            dropped=tuple(older_dropped(history, costs, cut)),
             tokens=sum(costs[cut:]),
         )
 
 
-def _place(best_first: list[Chunk], order: ChunkOrder) -> list[Chunk]:
+def _place(best_first: list[_T], order: ChunkOrder) -> list[_T]:
     """Order kept chunks for placement before the user message (the last one is adjacent to it)."""
     if order == "ascending":
         return best_first[::-1]
@@ -408,13 +404,10 @@ def _current_turn(user: str | Message | Sequence[Message]) -> list[Message]:
     return msgs
 
 
-def _tool_query(query: str, memory: Memory | None, history: Sequence[Message] | None) -> str:
+def _tool_query(query: str, memory: Memory | None, history: Sequence[Unit]) -> str:
     """The current turn plus the last finished one: what the tools are matched on."""
-    last: Unit | None = None
-    if history:
-        units = group_units(list(history))
-        last = units[-1] if units else None
-    elif memory is not None:
+    last: Unit | None = history[-1] if history else None
+    if last is None and memory is not None:
         newest = getattr(memory, "last_unit", None)
         last = newest if isinstance(newest, Unit) else None
     return f"{query}\n{render_unit(last)}" if last is not None else query

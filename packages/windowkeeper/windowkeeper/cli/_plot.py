@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from windowkeeper._budget import PROMPT_ZONES, Budget
+from windowkeeper._budget import PROMPT_ZONES, Budget, Zone
 from windowkeeper._transcript import TranscriptAudit
 
 if TYPE_CHECKING:
@@ -34,41 +35,36 @@ def _pyplot() -> tuple[Any, Any]:
     return matplotlib, plt
 
 
-def plot_replay(replay: Replay, path: str | Path) -> Path:
-    """Per-turn zones of a replay against what re-sending everything would have cost."""
-    matplotlib, plt = _pyplot()
-    turns = [t.turn for t in replay.turns]
-    budget = replay.budget
+def _zone_chart(
+    plt: Any, turns: list[int], zones: Sequence[Mapping[Zone, int]], budget: Budget
+) -> tuple[Any, Any]:
+    """A figure with the per-turn zones stacked under the generation reserve."""
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
     ax.stackplot(
         turns,
-        *[[t.report.zones[z] for t in replay.turns] for z in PROMPT_ZONES],
+        *[[z[name] for z in zones] for name in PROMPT_ZONES],
         [budget.generation_reserve] * len(turns),
         labels=[*PROMPT_ZONES, "reserve"],
         colors=[_COLOURS[z] for z in (*PROMPT_ZONES, "reserve")],
         alpha=0.9,
     )
-    ax.plot(
-        turns,
-        [t.naive_tokens for t in replay.turns],
-        "--",
-        color="#333333",
-        lw=1.2,
-        label="re-sending everything",
-    )
+    return fig, ax
+
+
+def _finish_chart(
+    matplotlib: Any, plt: Any, fig: Any, ax: Any, budget: Budget, title: str, path: str | Path
+) -> Path:
+    """Threshold and window lines, labels, legend; write the PNG."""
+    window = budget.context_window
     for frac, colour, label in (
         (budget.alert_threshold, "#edc948", "alert"),
         (budget.act_threshold, "#e15759", "act"),
     ):
-        ax.axhline(
-            frac * budget.context_window, color=colour, lw=1.0, label=f"{label} ({frac:.0%})"
-        )
-    ax.axhline(
-        budget.context_window, color="black", lw=1.0, label=f"window ({budget.context_window:,})"
-    )
+        ax.axhline(frac * window, color=colour, lw=1.2, label=f"{label} ({frac:.0%})")
+    ax.axhline(window, color="black", lw=1.0, label=f"window ({window:,})")
     ax.set_xlabel("turn")
     ax.set_ylabel("tokens in the request")
-    ax.set_title(f"Replay: {replay.strategy}, {replay.model}, {len(turns)} turns")
+    ax.set_title(title)
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
     ax.legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.9)
     ax.grid(alpha=0.25)
@@ -80,22 +76,28 @@ def plot_replay(replay: Replay, path: str | Path) -> Path:
     return out
 
 
+def plot_replay(replay: Replay, path: str | Path) -> Path:
+    """Per-turn zones of a replay against what re-sending everything would have cost."""
+    matplotlib, plt = _pyplot()
+    turns = [t.turn for t in replay.turns]
+    fig, ax = _zone_chart(plt, turns, [t.report.zones for t in replay.turns], replay.budget)
+    ax.plot(
+        turns,
+        [t.naive_tokens for t in replay.turns],
+        "--",
+        color="#333333",
+        lw=1.2,
+        label="re-sending everything",
+    )
+    title = f"Replay: {replay.strategy}, {replay.model}, {len(turns)} turns"
+    return _finish_chart(matplotlib, plt, fig, ax, replay.budget, title, path)
+
+
 def plot_creep(audit: TranscriptAudit, budget: Budget, path: str | Path) -> Path:
     """Write the chart as PNG (needs the ``plot`` extra: ``pip install 'windowkeeper[plot]'``)."""
     matplotlib, plt = _pyplot()
-
     turns = [row.turn for row in audit.turns]
-    stacks = [[row.report.zones[z] for row in audit.turns] for z in PROMPT_ZONES]
-    reserve = [budget.generation_reserve] * len(turns)
-    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
-    ax.stackplot(
-        turns,
-        *stacks,
-        reserve,
-        labels=[*PROMPT_ZONES, "reserve"],
-        colors=[_COLOURS[z] for z in (*PROMPT_ZONES, "reserve")],
-        alpha=0.9,
-    )
+    fig, ax = _zone_chart(plt, turns, [row.report.zones for row in audit.turns], budget)
     window = budget.context_window
     horizon = max(turns)
     p = audit.projection
@@ -118,23 +120,7 @@ def plot_creep(audit: TranscriptAudit, budget: Budget, path: str | Path) -> Path
             color="#6b3d63",
             ha="right",
         )
-    for frac, colour, label in (
-        (budget.alert_threshold, "#edc948", "alert"),
-        (budget.act_threshold, "#e15759", "act"),
-    ):
-        ax.axhline(frac * window, color=colour, lw=1.2, label=f"{label} ({frac:.0%})")
-    ax.axhline(window, color="black", lw=1.0, label=f"window ({window:,})")
     ax.set_xlim(1, horizon)
     ax.set_ylim(0, window * 1.05)
-    ax.set_xlabel("turn")
-    ax.set_ylabel("tokens in the request")
-    ax.set_title(f"Context creep: {audit.model}, {len(turns)} turns observed")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
-    ax.legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.9)
-    ax.grid(alpha=0.25)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    title = f"Context creep: {audit.model}, {len(turns)} turns observed"
+    return _finish_chart(matplotlib, plt, fig, ax, budget, title, path)

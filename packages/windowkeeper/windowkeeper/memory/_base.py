@@ -77,11 +77,6 @@ def summary_message(text: str, *, covers: int) -> Message:
     )
 
 
-def recalled_header(unit: Unit) -> str:
-    """The line that introduces a recalled unit: its turn and, when known, its timestamp."""
-    return f"[turn {unit.index}, {unit.timestamp}]" if unit.timestamp else f"[turn {unit.index}]"
-
-
 def recalled_message(units: Sequence[Unit]) -> Message:
     """Recalled older units as one labelled data block, in the order given.
 
@@ -262,17 +257,16 @@ class StoredMemory:
             start = 0
             for stop in [*sorted(i for i in set(shown) if 0 <= i < n), n]:
                 if stop > start:
-                    what = f"unit {start}" if stop - start == 1 else f"units {start}-{stop - 1}"
-                    out.append(
-                        Dropped(
-                            zone="history",
-                            what=what,
-                            tokens=self.tokens_between(start, stop),
-                            reason=reason,
-                        )
-                    )
+                    out.append(self.dropped_run(start, stop, reason=reason))
                 start = stop + 1
             return tuple(out)
+
+    def dropped_run(self, start: int, stop: int, *, reason: str) -> Dropped:
+        """One entry for units ``[start, stop)`` left out of a view, with their exact tokens."""
+        what = f"unit {start}" if stop - start == 1 else f"units {start}-{stop - 1}"
+        return Dropped(
+            zone="history", what=what, tokens=self.tokens_between(start, stop), reason=reason
+        )
 
     def add(self, messages: Sequence[Message] | Unit) -> Unit:
         """Store one finished turn as the session's next unit and return it.
@@ -326,3 +320,16 @@ class StoredMemory:
                 used += cost
                 cut -= 1
             return self._units[cut:end], used
+
+
+def older_dropped(units: Sequence[Unit], costs: Sequence[int], cut: int) -> list[Dropped]:
+    """Units before ``cut`` as history drops (one entry each), for strategies over plain lists."""
+    return [
+        Dropped(
+            zone="history",
+            what=f"unit {u.index}",
+            tokens=cost,
+            reason="older than the newest units that fit the history budget",
+        )
+        for u, cost in zip(units[:cut], costs[:cut], strict=True)
+    ]

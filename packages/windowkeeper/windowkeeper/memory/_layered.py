@@ -9,12 +9,13 @@ from types import TracebackType
 
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
-from windowkeeper.memory._base import MemoryView, Summarizer, summary_message
+from windowkeeper.memory._base import MemoryView, Summarizer
 from windowkeeper.memory._guard import RetryPolicy
-from windowkeeper.memory._keeper import SummaryError, SummaryKeeper, render_levels
+from windowkeeper.memory._keeper import SummaryError
 from windowkeeper.memory._recall import DEFAULT_EMBEDDER, RecallSettings, TurnRecall, _Default
+from windowkeeper.memory._summary import SummaryTier
 from windowkeeper.memory._vectors import Embedder
-from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore, SummaryRecord
+from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore
 from windowkeeper.tokens._counter import TokenCounter
 
 __all__ = ["LayerSplit", "LayeredMemory"]
@@ -56,7 +57,7 @@ class LayerSplit:
             )
 
 
-class LayeredMemory(TurnRecall):
+class LayeredMemory(SummaryTier, TurnRecall):
     """Recent turns verbatim, a rolling summary of older ones, and recall for anything older.
 
     Each view is laid out, within the history budget, as
@@ -126,25 +127,8 @@ class LayeredMemory(TurnRecall):
     ) -> None:
         if split is not None and not isinstance(split, LayerSplit):
             raise InvalidConfigError(f"split must be a LayerSplit or None; got {split!r}")
-        if isinstance(min_batch, bool) or not isinstance(min_batch, int) or min_batch < 1:
-            raise InvalidConfigError(f"min_batch must be an int >= 1; got {min_batch!r}")
-        if (
-            isinstance(alert_threshold, bool)
-            or not isinstance(alert_threshold, (int, float))
-            or not 0 < alert_threshold <= 1
-        ):
-            raise InvalidConfigError(f"alert_threshold must be in (0, 1]; got {alert_threshold!r}")
-        if summarizer is not None and not callable(summarizer):
-            raise InvalidConfigError(
-                f"summarizer must be a callable (previous, units) -> str, or None for the local "
-                f"model; got {summarizer!r}"
-            )
-        warm_up: Callable[[], object] | None = None
-        if summarizer is None:
-            from windowkeeper.local._summarizer import default_summarizer
-
-            local = default_summarizer()  # raises ModelNotInstalledError with the install command
-            summarizer, warm_up = local, local.load
+        if isinstance(recent_units, bool) or not isinstance(recent_units, int) or recent_units < 1:
+            raise InvalidConfigError(f"recent_units must be an int >= 1; got {recent_units!r}")
         super().__init__(
             counter,
             store=store,
@@ -153,35 +137,22 @@ class LayeredMemory(TurnRecall):
             recent_units=recent_units,
             settings=settings,
         )
-        if recent_units < 1:
-            raise InvalidConfigError(f"recent_units must be an int >= 1; got {recent_units!r}")
         self.split = split or LayerSplit()
-        self.min_batch = min_batch
-        self.alert_threshold = float(alert_threshold)
-        self.keeper = SummaryKeeper(
-            counter,
+        self._init_summary(
             summarizer,
-            store=self.store,
-            session_id=session_id,
+            tier=recent_units,
             summary_tokens=summary_tokens,
+            min_batch=min_batch,
+            alert_threshold=alert_threshold,
             retry=retry,
-            warm_up=warm_up,
             on_error=on_error,
         )
-        """The summary's state and worker (errors: ``keeper.last_error``, ``keeper.failures``)."""
-        self._block: tuple[int, int, str, int] = (-1, -1, "", 0)  # version, covers, text, cost
-        self._last_budget: int | None = None
 
     def __repr__(self) -> str:
         return (
             f"LayeredMemory(session_id={self.session_id!r}, units={len(self)}, "
             f"covers={self.keeper.covers}, recent_units={self.recent_units})"
         )
-
-    @property
-    def summary_record(self) -> SummaryRecord | None:
-        """The committed summary version (levels, coverage, version)."""
-        return self.keeper.current()
 
     # --------------------------------------------------------------------------------- view
 
@@ -215,7 +186,7 @@ class LayeredMemory(TurnRecall):
             )
             used += gap_used
             waiting = first - (covers if text else 0) - len(gap)
-            self._maybe_summarize(pressure=waiting > 0 or used >= self.alert_threshold * budget)
+            self._request_summary(pressure=waiting > 0 or used >= self.alert_threshold * budget)
         shown = {u.index for u in (*gap, *recent)}
         recalled, block = self.recall(query, budget=budget - used, exclude=frozenset(shown))
         dropped = self.dropped_runs(
@@ -232,30 +203,12 @@ class LayeredMemory(TurnRecall):
             tokens=used + block,
         )
 
-    def _summary_block(self, record: SummaryRecord | None, covers: int) -> tuple[str, int]:
-        if record is None or covers <= 0:
-            return "", 0
-        version, cached_covers, text, cost = self._block
-        if version != record.version or cached_covers != covers:
-            text = render_levels(record.levels)
-            cost = self.counter.count_message(summary_message(text, covers=covers)) if text else 0
-            self._block = (record.version, covers, text, cost)
-        return text, cost
-
     # ------------------------------------------------------------------------------ summary
 
     def _on_add(self, unit: Unit) -> None:
-        super()._on_add(unit)
+        super()._on_add(unit)  # index it
         with self._lock:
-            self._maybe_summarize(pressure=False)
-
-    def _maybe_summarize(self, *, pressure: bool) -> None:
-        """Start a summary of the units older than the recent tier (caller holds the lock)."""
-        n = len(self._units)
-        upto = n - self.recent_units
-        requested = max(self.keeper.requested, min(self.keeper.covers, n))
-        if upto > requested and (pressure or upto - requested >= self.min_batch):
-            self.keeper.request(self._units[requested:upto], upto)
+            self._request_summary(pressure=False)
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Index every unit and summarise every unit older than the recent tier, then wait.
@@ -264,13 +217,7 @@ class LayeredMemory(TurnRecall):
             True when both are done (see ``keeper.last_error`` for a failed summary).
         """
         super().flush()
-        with self._lock:
-            n = len(self._units)
-            upto = n - self.recent_units
-            requested = max(self.keeper.requested, min(self.keeper.covers, n))
-            if upto > requested:
-                self.keeper.request(self._units[requested:upto], upto)
-        return self.keeper.flush(timeout)
+        return self.flush_summary(timeout)
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop both workers (everything committed stays in the store)."""

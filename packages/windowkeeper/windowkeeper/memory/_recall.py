@@ -677,11 +677,12 @@ class TurnRecall(StoredMemory):
         """
         _integer("budget", budget, 0)
         with self._lock:
-            units = list(self._units)
-        if not units or budget <= self._empty_block:
+            units = self._units  # append-only: indices below n never change, so no copy
+            n = len(units)
+        if not n or budget <= self._empty_block:
             return [], 0
-        k = min(len(units), budget // 8 + 16)
-        ranked = self.index.search(query, k, exclude=exclude, context=units[-1])
+        k = min(n, budget // 8 + 16)
+        ranked = self.index.search(query, k, exclude=exclude, context=units[n - 1])
         chosen: list[int] = []  # in rank order
         taken: set[int] = set()
         stamps: set[str | None] = set()

@@ -32,6 +32,7 @@ __all__ = [
     "RollingSummary",
     "SummaryError",
     "SummaryKeeper",
+    "SummaryTier",
     "SummaryTimeoutError",
     "cut_to_tokens",
     "render_levels",
@@ -43,7 +44,115 @@ _NOT_COVERED = (
 )
 
 
-class RollingSummary(StoredMemory):
+class SummaryTier(StoredMemory):
+    """What every memory with a rolling summary shares: the keeper, its cached block, the triggers.
+
+    Units older than the newest ``_summary_tier`` are summarised in the background, ``min_batch``
+    at a time or at once under pressure. :class:`RollingSummary` and
+    :class:`~windowkeeper.memory.LayeredMemory` build on it.
+    """
+
+    def _init_summary(
+        self,
+        summarizer: Summarizer | None,
+        *,
+        tier: int,
+        summary_tokens: int,
+        min_batch: int,
+        alert_threshold: float,
+        max_levels: int = 3,
+        batch_tokens: int = 2000,
+        condenser: Condenser | None = None,
+        retry: RetryPolicy | None = None,
+        on_error: Callable[[SummaryError], object] | None = None,
+    ) -> None:
+        """Check the summary settings and build the keeper (the local model when ``summarizer`` is None)."""
+        if isinstance(min_batch, bool) or not isinstance(min_batch, int) or min_batch < 1:
+            raise InvalidConfigError(f"min_batch must be an int >= 1; got {min_batch!r}")
+        if (
+            isinstance(alert_threshold, bool)
+            or not isinstance(alert_threshold, (int, float))
+            or not 0 < alert_threshold <= 1
+        ):
+            raise InvalidConfigError(f"alert_threshold must be in (0, 1]; got {alert_threshold!r}")
+        if summarizer is not None and not callable(summarizer):
+            raise InvalidConfigError(
+                f"summarizer must be a callable (previous, units) -> str, or None for the local "
+                f"model; got {summarizer!r}"
+            )
+        self._summary_tier = tier
+        self.min_batch = min_batch
+        self.alert_threshold = float(alert_threshold)
+        warm_up: Callable[[], object] | None = None
+        if summarizer is None:
+            from windowkeeper.local._summarizer import default_summarizer
+
+            local = default_summarizer()  # raises ModelNotInstalledError with the install command
+            summarizer, warm_up = local, local.load
+        else:
+            from windowkeeper.local._summarizer import LocalSummarizer
+
+            if isinstance(summarizer, LocalSummarizer):
+                warm_up = summarizer.load
+        self.keeper = SummaryKeeper(
+            self.counter,
+            summarizer,
+            store=self.store,
+            session_id=self.session_id,
+            summary_tokens=summary_tokens,
+            max_levels=max_levels,
+            batch_tokens=batch_tokens,
+            condenser=condenser,
+            retry=retry,
+            warm_up=warm_up,
+            on_error=on_error,
+        )
+        """The summary's state and worker (errors: ``keeper.last_error``, ``keeper.failures``)."""
+        self._last_budget: int | None = None
+        self._block: tuple[int, int, str, int] = (-1, -1, "", 0)  # version, covers, text, cost
+
+    @property
+    def summary(self) -> str:
+        """The committed summary as text ('' when there is none yet)."""
+        return self.keeper.text
+
+    @property
+    def summary_record(self) -> SummaryRecord | None:
+        """The committed summary version (levels, coverage, version)."""
+        return self.keeper.current()
+
+    def _summary_block(self, record: SummaryRecord | None, covers: int) -> tuple[str, int]:
+        """The summary's text and the exact cost of its block (cached per version)."""
+        if record is None or covers <= 0:
+            return "", 0
+        version, cached_covers, text, cost = self._block
+        if version != record.version or cached_covers != covers:
+            text = render_levels(record.levels)
+            cost = self.counter.count_message(summary_message(text, covers=covers)) if text else 0
+            self._block = (record.version, covers, text, cost)
+        return text, cost
+
+    def _request_summary(self, *, pressure: bool, force: bool = False) -> None:
+        """Ask for a summary of the units older than the tier when due (caller holds the lock)."""
+        n = len(self._units)
+        upto = n - self._summary_tier
+        requested = max(self.keeper.requested, min(self.keeper.covers, n))
+        if upto > requested and (force or pressure or upto - requested >= self.min_batch):
+            self.keeper.request(self._units[requested:upto], upto)
+
+    def flush_summary(self, timeout: float | None = None) -> bool:
+        """Summarise every unit older than the tier now and wait (tests, CLI, exit).
+
+        Returns:
+            True when the worker is idle (see ``keeper.last_error`` for a failure), False on
+            timeout.
+        """
+        with self._lock:
+            self._request_summary(pressure=False, force=True)
+        return self.keeper.flush(timeout)
+
+
+class RollingSummary(SummaryTier):
     """A stored conversation shown as a capped summary of its older units plus its newest units.
 
     Every unit older than the last ``keep_last`` is summarised in the background, ``min_batch``
@@ -116,52 +225,22 @@ class RollingSummary(StoredMemory):
         retry: RetryPolicy | None = None,
         on_error: Callable[[SummaryError], object] | None = None,
     ) -> None:
-        for label, value in (("keep_last", keep_last), ("min_batch", min_batch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidConfigError(f"{label} must be an int >= 1; got {value!r}")
-        if (
-            isinstance(alert_threshold, bool)
-            or not isinstance(alert_threshold, (int, float))
-            or not 0 < alert_threshold <= 1
-        ):
-            raise InvalidConfigError(f"alert_threshold must be in (0, 1]; got {alert_threshold!r}")
-        if summarizer is not None and not callable(summarizer):
-            raise InvalidConfigError(
-                f"summarizer must be a callable (previous, units) -> str, or None for the local "
-                f"model; got {summarizer!r}"
-            )
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+            raise InvalidConfigError(f"keep_last must be an int >= 1; got {keep_last!r}")
         super().__init__(counter, store=store, session_id=session_id)
         self.keep_last = keep_last
-        self.min_batch = min_batch
-        self.alert_threshold = float(alert_threshold)
-        warm_up: Callable[[], object] | None = None
-        if summarizer is None:
-            from windowkeeper.local._summarizer import default_summarizer
-
-            local = default_summarizer()  # raises ModelNotInstalledError with the install command
-            summarizer, warm_up = local, local.load
-        else:
-            load = getattr(summarizer, "load", None)
-            from windowkeeper.local._summarizer import LocalSummarizer
-
-            if isinstance(summarizer, LocalSummarizer) and callable(load):
-                warm_up = load
-        self.keeper = SummaryKeeper(
-            counter,
+        self._init_summary(
             summarizer,
-            store=self.store,
-            session_id=session_id,
+            tier=keep_last,
             summary_tokens=summary_tokens,
+            min_batch=min_batch,
+            alert_threshold=alert_threshold,
             max_levels=max_levels,
             batch_tokens=batch_tokens,
             condenser=condenser,
             retry=retry,
-            warm_up=warm_up,
             on_error=on_error,
         )
-        """The summary's state and worker (errors: ``keeper.last_error``, ``keeper.failures``)."""
-        self._last_budget: int | None = None
-        self._block: tuple[int, int, str, int] = (-1, -1, "", 0)  # version, covers, text, cost
 
     def __repr__(self) -> str:
         return (
@@ -170,16 +249,6 @@ class RollingSummary(StoredMemory):
         )
 
     # ----------------------------------------------------------------------------- reading
-
-    @property
-    def summary(self) -> str:
-        """The committed summary as text ('' when there is none yet)."""
-        return self.keeper.text
-
-    @property
-    def summary_record(self) -> SummaryRecord | None:
-        """The committed summary version (levels, coverage, version)."""
-        return self.keeper.current()
 
     def view(self, query: str = "", *, budget: int) -> MemoryView:
         """Summary + the newest uncovered units that fit ``budget`` (``query`` is not used).
@@ -215,16 +284,7 @@ class RollingSummary(StoredMemory):
                 recent, used = self.newest_fitting(budget)
             first = recent[0].index if recent else n
             if first > covers:  # one entry for the run, so a view costs the same at any length
-                dropped.append(
-                    Dropped(
-                        zone="history",
-                        what=f"unit {covers}"
-                        if first - covers == 1
-                        else f"units {covers}-{first - 1}",
-                        tokens=self.tokens_between(covers, first),
-                        reason=_NOT_COVERED,
-                    )
-                )
+                dropped.append(self.dropped_run(covers, first, reason=_NOT_COVERED))
             self._maybe_request(cost)
         return MemoryView(
             recent=tuple(recent),
@@ -233,17 +293,6 @@ class RollingSummary(StoredMemory):
             dropped=tuple(dropped),
             tokens=used,
         )
-
-    def _summary_block(self, record: SummaryRecord | None, covers: int) -> tuple[str, int]:
-        """The summary's text and the exact cost of its block (cached per version)."""
-        if record is None:
-            return "", 0
-        version, cached_covers, text, cost = self._block
-        if version != record.version or cached_covers != covers:
-            text = render_levels(record.levels)
-            cost = self.counter.count_message(summary_message(text, covers=covers)) if text else 0
-            self._block = (record.version, covers, text, cost)
-        return text, cost
 
     # ---------------------------------------------------------------------------- triggers
 
@@ -256,17 +305,12 @@ class RollingSummary(StoredMemory):
     def _maybe_request(self, summary_cost: int) -> None:
         """Start a summary when enough units wait beyond ``keep_last``, or under pressure."""
         n = len(self._units)
-        upto = n - self.keep_last
         covers = min(self.keeper.covers, n)
-        requested = max(self.keeper.requested, covers)
-        if upto <= requested:
-            return
-        due = upto - requested >= self.min_batch
-        if not due and self._last_budget is not None:
-            pressure = summary_cost + self.tokens_between(covers, n)
-            due = pressure >= self.alert_threshold * self._last_budget
-        if due:
-            self.keeper.request(self._units[requested:upto], upto)
+        pressure = self._last_budget is not None and (
+            summary_cost + self.tokens_between(covers, n)
+            >= self.alert_threshold * self._last_budget
+        )
+        self._request_summary(pressure=pressure)
 
     # ----------------------------------------------------------------------------- control
 
@@ -277,13 +321,7 @@ class RollingSummary(StoredMemory):
             True when the worker is idle (see ``keeper.last_error`` for a failure), False on
             timeout.
         """
-        with self._lock:
-            n = len(self._units)
-            upto = n - self.keep_last
-            requested = max(self.keeper.requested, min(self.keeper.covers, n))
-            if upto > requested:
-                self.keeper.request(self._units[requested:upto], upto)
-        return self.keeper.flush(timeout)
+        return self.flush_summary(timeout)
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop the background worker (units and committed summaries stay in the store)."""

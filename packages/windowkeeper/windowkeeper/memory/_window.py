@@ -10,6 +10,7 @@ from windowkeeper._budget import Dropped
 from windowkeeper._messages import Message
 from windowkeeper._units import Unit, group_units, split_system
 from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError
+from windowkeeper.memory._base import fit_newest, older_dropped
 from windowkeeper.tokens._counter import TokenCounter
 
 __all__ = ["TokenWindow", "TrimResult"]
@@ -73,20 +74,9 @@ class TokenWindow:
         if not units:
             return [], []
         costs = [self.unit_tokens(u) for u in units]
-        cut = len(units) - 1  # the last unit is always kept
-        used = costs[cut]
-        while cut > 0 and used + costs[cut - 1] <= budget:
-            cut -= 1
-            used += costs[cut]
-        dropped = [
-            Dropped(
-                zone="history",
-                what=f"unit {u.index}",
-                tokens=cost,
-                reason="older than the newest units that fit the history budget",
-            )
-            for u, cost in zip(units[:cut], costs[:cut], strict=True)
-        ]
+        # the last unit is always kept; the newest of the others that fit what it leaves
+        cut = fit_newest(costs[:-1], budget - costs[-1])
+        dropped = older_dropped(units, costs, cut)
         return list(units[cut:]), dropped
 
     def trim(
