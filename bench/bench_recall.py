@@ -119,6 +119,9 @@ def turn_latency(turns: int, history: int) -> None:
         labels = labels[n % len(labels) :] + labels[: n % len(labels)]  # take turns: drift hits all
         for label in labels:
             memory, pause = memories[label]
+            if pause:  # a user who pauses: no other mode's background work running either
+                for other, _ in memories.values():
+                    other.flush()
             start = time.perf_counter()
             memory.view(user, budget=2_000)
             middle = time.perf_counter()
@@ -146,39 +149,41 @@ def turn_latency(turns: int, history: int) -> None:
 
 
 def embed_threads(repeat: int) -> None:
-    """MiniLM time per text with one and two onnxruntime threads (the default is one)."""
+    """MiniLM time per text: `embed` on one or two sleeping threads, `embed_query` on two spinning."""
     from windowkeeper.local._embedder import MiniLMEmbedder
 
     rng = random.Random(5)
     turns = [synthetic_turn(i, rng) for i in range(repeat)]
     queries = [u for u, _ in turns]
     units = [f"user: {u}\nassistant: {a}" for u, a in turns]
-    embedders = {t: MiniLMEmbedder(threads=t) for t in (1, 2)}
-    for e in embedders.values():
+    one, two = MiniLMEmbedder(threads=1), MiniLMEmbedder(threads=2)
+    for e in (one, two):
         e.embed(["warm up"])
-    cells: dict[int, list[float]] = {}
-    for t, e in embedders.items():
-        (q_times, u_times, b_times) = interleaved(
-            [
-                lambda e=e: [e.embed([q]) for q in queries],
-                lambda e=e: [e.embed([u]) for u in units],
-                lambda e=e: e.embed(units),
-            ],
-            3,
-        )
-        cells[t] = [1e3 * statistics.median(x) / repeat for x in (q_times, u_times, b_times)]
+        e.embed_query("warm up")
+    rows = {
+        "`embed`, 1 thread (stored turns, the default)": lambda t: one.embed([t]),
+        "`embed`, 2 threads": lambda t: two.embed([t]),
+        "`embed_query`, 2 spinning threads (queries, the default)": one.embed_query,
+    }
+    cells: dict[str, list[float]] = {}
+    fns: list[Callable[[], object]] = []
+    for fn in rows.values():
+        fns.append(lambda fn=fn: [fn(q) for q in queries])
+        fns.append(lambda fn=fn: [fn(u) for u in units])
+    measured = interleaved(fns, 3)
+    for r, label in enumerate(rows):
+        q_times, u_times = measured[2 * r], measured[2 * r + 1]
+        cells[label] = [1e3 * statistics.median(x) / repeat for x in (q_times, u_times)]
     from windowkeeper import TokenCounter
 
     counter = TokenCounter("gpt-4o")
     q_tok = statistics.fmean(counter.count(q) for q in queries)
     u_tok = statistics.fmean(counter.count(u) for u in units)
-    print(f"\n## MiniLM time per text by onnxruntime threads ({repeat} texts)\n")
-    print(
-        f"| threads | one query (~{q_tok:.0f} tokens) | one turn (~{u_tok:.0f} tokens) | batch of turns, per text |"
-    )
-    print("|---:|---:|---:|---:|")
-    for t, (q, u, b) in cells.items():
-        print(f"| {t} | {q:.1f} ms | {u:.1f} ms | {b:.1f} ms |")
+    print(f"\n## MiniLM time per text ({repeat} texts, nothing else running)\n")
+    print(f"| path | one query (~{q_tok:.0f} tokens) | one turn (~{u_tok:.0f} tokens) |")
+    print("|---|---:|---:|")
+    for label, (q, u) in cells.items():
+        print(f"| {label} | {q:.1f} ms | {u:.1f} ms |")
 
 
 def interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:

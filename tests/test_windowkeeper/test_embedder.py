@@ -20,7 +20,8 @@ def test_construction_checks_files_and_loads_nothing() -> None:
     embedder = MiniLMEmbedder()
     assert isinstance(embedder, Embedder)
     assert (embedder.model_id, embedder.dimension) == (MINILM_MODEL_ID, 384)
-    assert embedder._session is None
+    assert embedder._sessions == {}
+    assert embedder.query_threads in (1, 2)
 
 
 def test_missing_model_package_raises_with_the_install_command(
@@ -46,6 +47,8 @@ def test_bad_settings_raise_when_built() -> None:
         MiniLMEmbedder(max_tokens=512)
     with pytest.raises(InvalidConfigError, match=r"threads must be an int >= 1; got 0"):
         MiniLMEmbedder(threads=0)
+    with pytest.raises(InvalidConfigError, match=r"query_threads must be an int >= 1; got 0"):
+        MiniLMEmbedder(query_threads=0)
 
 
 def test_a_modified_model_file_is_refused_on_first_use(
@@ -96,6 +99,20 @@ def test_a_text_gets_the_same_vector_alone_or_in_a_batch() -> None:
     )
     alone = embedder.embed([short])
     assert np.allclose(batch[0], alone[0], atol=1e-6)
+
+
+@pytest.mark.model
+def test_a_query_gets_the_vector_of_the_same_text_stored() -> None:
+    embedder = MiniLMEmbedder(query_threads=2)
+    texts = ["where did Ann move last year?", "Ann moved to Porto in 2023, near her sister."]
+    stored = embedder.embed(texts)
+    for text, vector in zip(texts, stored, strict=True):
+        query = embedder.embed_query(text)
+        assert query.shape == (384,)
+        assert np.allclose(query, vector, atol=1e-5)  # two sessions, one model
+    assert set(embedder._sessions) == {False, True}
+    with pytest.raises(InvalidConfigError, match="text must be a str"):
+        embedder.embed_query(["a list"])  # type: ignore[arg-type]
 
 
 @pytest.mark.model

@@ -7,7 +7,13 @@ install command), and the first call loads the model.
 
 from __future__ import annotations
 
-from windowkeeper.local._embedder import MINILM_MODEL_ID, MiniLMEmbedder
+from windowkeeper.local._embedder import MINILM_MODEL_ID, MiniLMEmbedder, shared_embedder
 from windowkeeper.local._summarizer import LocalSummarizer, default_summarizer
 
-__all__ = ["MINILM_MODEL_ID", "LocalSummarizer", "MiniLMEmbedder", "default_summarizer"]
+__all__ = [
+    "MINILM_MODEL_ID",
+    "LocalSummarizer",
+    "MiniLMEmbedder",
+    "default_summarizer",
+    "shared_embedder",
+]

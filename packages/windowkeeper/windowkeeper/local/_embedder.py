@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["MINILM_MODEL_ID", "MiniLMEmbedder"]
+__all__ = ["MINILM_MODEL_ID", "MiniLMEmbedder", "shared_embedder"]
 
 MINILM_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 """The vector space of :class:`MiniLMEmbedder` (persisted vectors are keyed by it)."""
@@ -79,11 +80,16 @@ class MiniLMEmbedder:
     only checks that the files are installed; the first :meth:`embed` verifies the model's
     sha256 (once per process), then loads the ONNX session. Thread-safe.
 
+    Two onnxruntime sessions share the model file: :meth:`embed` (stored turns, usually on a
+    background thread) runs on ``threads`` threads that sleep when idle, and :meth:`embed_query`
+    (on the request path) on ``query_threads`` threads that spin briefly between steps, which
+    measured 1.6-1.8x faster for one short text on a 2-core machine (``bench/bench_recall.py``).
+
     Args:
         max_tokens: Word pieces kept per text (1 to 256; the model was trained on up to 256).
-        threads: onnxruntime intra-op threads. ``1`` (the default) measured fastest per text on a
-            2-core machine, where a second thread mostly adds synchronisation for texts of a few
-            dozen tokens and leaves no core for the rest of the process.
+        threads: onnxruntime intra-op threads for :meth:`embed`. ``1`` (the default) leaves a core
+            to the request path while turns are embedded in the background.
+        query_threads: Threads for :meth:`embed_query` (default: 2, or 1 on a one-core machine).
 
     Raises:
         ModelNotInstalledError: The model package or the tokenizer file is missing.
@@ -95,13 +101,23 @@ class MiniLMEmbedder:
         ('all-MiniLM-L6-v2-onnx-int8', 384)
     """
 
-    def __init__(self, *, max_tokens: int = _MAX_TOKENS, threads: int = 1) -> None:
+    def __init__(
+        self, *, max_tokens: int = _MAX_TOKENS, threads: int = 1, query_threads: int | None = None
+    ) -> None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
             raise InvalidConfigError(f"max_tokens must be an int from 1 to 256; got {max_tokens!r}")
         if not 1 <= max_tokens <= _MAX_TOKENS:
             raise InvalidConfigError(f"max_tokens must be from 1 to 256; got {max_tokens!r}")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise InvalidConfigError(f"threads must be an int >= 1; got {threads!r}")
+        if query_threads is None:
+            query_threads = min(2, os.cpu_count() or 1)
+        if (
+            isinstance(query_threads, bool)
+            or not isinstance(query_threads, int)
+            or query_threads < 1
+        ):
+            raise InvalidConfigError(f"query_threads must be an int >= 1; got {query_threads!r}")
         model = _model_file()
         if model is None or not model[0].is_file():
             raise ModelNotInstalledError(
@@ -123,22 +139,26 @@ class MiniLMEmbedder:
         self.dimension: int = _DIMENSION
         self.max_tokens = max_tokens
         self.threads = threads
+        self.query_threads = query_threads
         self._model_path, self._sha256 = model
         self._tokenizer_path = tokenizer
         self._lock = threading.Lock()
-        self._session: Any = None
+        self._sessions: dict[bool, Any] = {}  # query session?: session
         self._tokenizer: Any = None
 
     def __repr__(self) -> str:
-        return f"MiniLMEmbedder(max_tokens={self.max_tokens}, threads={self.threads})"
+        return (
+            f"MiniLMEmbedder(max_tokens={self.max_tokens}, threads={self.threads}, "
+            f"query_threads={self.query_threads})"
+        )
 
-    def _load(self) -> tuple[Any, Any]:
-        session, tokenizer = self._session, self._tokenizer
+    def _load(self, query: bool) -> tuple[Any, Any]:
+        session = self._sessions.get(query)
         if session is not None:
-            return session, tokenizer
+            return session, self._tokenizer
         with self._lock:
-            if self._session is not None:
-                return self._session, self._tokenizer
+            if query in self._sessions:
+                return self._sessions[query], self._tokenizer
             if not _verify(self._model_path, self._sha256):
                 raise ModelNotInstalledError(
                     MINILM_MODEL_ID,
@@ -146,26 +166,40 @@ class MiniLMEmbedder:
                     detail=f"{self._model_path} does not match the pinned sha256",
                 )
             import onnxruntime as ort  # type: ignore[import-untyped]
-            from tokenizers import Tokenizer
 
-            tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
-            tokenizer.enable_truncation(max_length=self.max_tokens)
-            tokenizer.no_padding()  # the file pads to 128; we pad a batch to its longest text
+            if self._tokenizer is None:
+                from tokenizers import Tokenizer
+
+                tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
+                tokenizer.enable_truncation(max_length=self.max_tokens)
+                tokenizer.no_padding()  # the file pads to 128; we pad a batch to its longest text
+                self._tokenizer = tokenizer
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.intra_op_num_threads = self.threads
+            options.intra_op_num_threads = self.query_threads if query else self.threads
             options.inter_op_num_threads = 1
-            # idle pool threads sleep instead of spinning: on 2 cores a spinning thread steals the
-            # core the recall worker (or the application) needs
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            # stored turns: idle pool threads sleep instead of spinning, so a background embedding
+            # does not steal the core the request path needs; a query spins (it is short and waited on)
+            options.add_session_config_entry(
+                "session.intra_op.allow_spinning", "1" if query else "0"
+            )
             options.log_severity_level = 3
             session = ort.InferenceSession(
                 str(self._model_path), sess_options=options, providers=["CPUExecutionProvider"]
             )
-            self._tokenizer = tokenizer
-            self._session = session
-            return session, tokenizer
+            self._sessions[query] = session
+            return session, self._tokenizer
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """The unit-norm embedding of one query, shape ``(384,)``, on the low-latency session.
+
+        The same vector as ``embed([text])[0]`` up to float rounding.
+        """
+        if not isinstance(text, str):
+            raise InvalidConfigError(f"text must be a str; got {type(text).__name__}")
+        vector: npt.NDArray[np.float32] = self._run([text], query=True)[0]
+        return vector
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Unit-norm embeddings of ``texts``, shape ``(len(texts), 384)``, float32.
@@ -173,13 +207,16 @@ class MiniLMEmbedder:
         Texts are run in small batches of similar length (padding does not change a text's
         vector: padded positions are masked out of attention and of the mean).
         """
-        import numpy as np
-
         if isinstance(texts, str):
             raise InvalidConfigError(
                 "texts must be a sequence of str, not one str; wrap it in [...]"
             )
-        session, tokenizer = self._load()
+        return self._run(list(texts), query=False)
+
+    def _run(self, texts: list[str], *, query: bool) -> npt.NDArray[np.float32]:
+        import numpy as np
+
+        session, tokenizer = self._load(query)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
@@ -203,3 +240,24 @@ class MiniLMEmbedder:
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[rows] = pooled / np.maximum(norms, 1e-12)
         return out
+
+
+_SHARED: MiniLMEmbedder | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_embedder() -> MiniLMEmbedder:
+    """The process-wide :class:`MiniLMEmbedder` with default settings (what memories use by default).
+
+    One model in memory however many sessions are open (each session's memory would otherwise
+    load its own copy, about 180 MB for the two sessions), and one set of onnxruntime threads
+    instead of one per session competing for the cores.
+
+    Raises:
+        ModelNotInstalledError: The model package or the tokenizer file is missing.
+    """
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = MiniLMEmbedder()
+        return _SHARED

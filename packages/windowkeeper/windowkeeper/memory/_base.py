@@ -20,8 +20,11 @@ __all__ = [
     "MemoryView",
     "StoredMemory",
     "Summarizer",
+    "recalled_body",
+    "recalled_line",
     "recalled_message",
     "render_unit",
+    "stamp_line",
     "summary_message",
 ]
 
@@ -77,12 +80,42 @@ def summary_message(text: str, *, covers: int) -> Message:
     )
 
 
-def recalled_message(units: Sequence[Unit]) -> Message:
+RECALLED_OPEN = "<recalled_turns>\n"
+RECALLED_CLOSE = "</recalled_turns>"
+
+
+def recalled_line(unit: Unit) -> str:
+    """A unit's line in the recalled block: ``#index`` and its rendering, newline included."""
+    return f"#{unit.index} {render_unit(unit)}\n"
+
+
+def stamp_line(stamp: str | None) -> str:
+    """The line that opens a run of recalled units with the same timestamp."""
+    return f"[{stamp}]\n" if stamp else "[time unknown]\n"
+
+
+def recalled_body(units: Sequence[Unit], lines: Sequence[str] | None = None) -> str:
+    """The recalled block's text for ``units`` (``lines``: their :func:`recalled_line`, if known)."""
+    parts = [RECALLED_OPEN]
+    stamp: str | None = None
+    for i, u in enumerate(units):
+        if u.timestamp != stamp:
+            parts.append(stamp_line(u.timestamp))
+            stamp = u.timestamp
+        parts.append(lines[i] if lines is not None else recalled_line(u))
+    parts.append(RECALLED_CLOSE)
+    return "".join(parts)
+
+
+def recalled_message(units: Sequence[Unit] | str) -> Message:
     """Recalled older units as one labelled data block, in the order given.
 
     Compact: each unit opens with its turn number (``#12 Ann: ...``), and a ``[timestamp]`` line
     comes only where the timestamp changes from the unit before (``[time unknown]`` where a unit
-    without one follows one with one), so a session's date is paid once, not per turn.
+    without one follows one with one), so a session's date is paid once, not per turn. Every line
+    ends with a newline and starts with ``#`` or ``[``, so with OpenAI's encodings a line's tokens
+    never merge with the next line's: the block costs its frame plus the sum of its lines.
+    ``units`` may also be the block's text as :func:`recalled_body` built it.
 
     Example:
         >>> units = [Unit(index=i, timestamp="8 May 2023", messages=(Message(role="user", content=t, name="Ann"),))
@@ -94,17 +127,10 @@ def recalled_message(units: Sequence[Unit]) -> Message:
         #4 Ann: Her name is Pixel
         </recalled_turns>
     """
-    lines: list[str] = []
-    stamp: str | None = None
-    for u in units:
-        if u.timestamp != stamp:
-            lines.append(f"[{u.timestamp}]" if u.timestamp else "[time unknown]")
-            stamp = u.timestamp
-        lines.append(f"#{u.index} {render_unit(u)}")
-    body = "\n".join(lines)
+    text = units if isinstance(units, str) else recalled_body(units)
     return Message(
         role="system",
-        content=f"<recalled_turns>\n{body}\n</recalled_turns>",
+        content=text,
         metadata={"zone": "history", "windowkeeper": "recalled"},
     )
 
@@ -142,6 +168,9 @@ class MemoryView:
     """Units ``[0, summary_covers)`` are in the summary."""
     recalled: tuple[Unit, ...] = ()
     """Older units recalled for this query, rendered as one data block."""
+    recalled_text: str = ""
+    """The recalled block's text as the memory rendered and counted it ('' renders it from
+    ``recalled``)."""
     dropped: tuple[Dropped, ...] = ()
     """Units neither shown verbatim, recalled nor yet covered by a committed summary."""
     tokens: int = 0
@@ -153,7 +182,7 @@ class MemoryView:
         if self.summary:
             out.append(summary_message(self.summary, covers=self.summary_covers))
         if self.recalled:
-            out.append(recalled_message(self.recalled))
+            out.append(recalled_message(self.recalled_text or self.recalled))
         out.extend(m for u in self.recent for m in u.messages)
         return out
 

@@ -188,7 +188,9 @@ class LayeredMemory(SummaryTier, TurnRecall):
             waiting = first - (covers if text else 0) - len(gap)
             self._request_summary(pressure=waiting > 0 or used >= self.alert_threshold * budget)
         shown = {u.index for u in (*gap, *recent)}
-        recalled, block = self.recall(query, budget=budget - used, exclude=frozenset(shown))
+        recalled, block, recalled_text = self._recall(
+            query, budget=budget - used, exclude=frozenset(shown)
+        )
         dropped = self.dropped_runs(
             shown | {u.index for u in recalled},
             reason="not shown this turn: in the summary, or older and not recalled for the query "
@@ -199,6 +201,7 @@ class LayeredMemory(SummaryTier, TurnRecall):
             summary=text,
             summary_covers=covers if text else 0,
             recalled=tuple(recalled),
+            recalled_text=recalled_text,
             dropped=dropped,
             tokens=used + block,
         )

@@ -37,6 +37,9 @@ _STOP_TEXT = """a about after again all am an and any are as at be been before b
     which while who whom why will with would you your yours yourself yourselves i'm i've i'll i'd
     you're you've you'll we're we've they're they've that's there's what's let's"""
 
+AVERAGE_DRIFT = 0.01
+"""How far (as a share) the average document length may move before every norm is refitted."""
+
 STOP_WORDS: frozenset[str] = frozenset(_STOP_TEXT.split())
 """English function words left out of the index (BM25's idf would give them almost no weight
 anyway; dropping them keeps their long postings out of every query)."""
@@ -95,8 +98,19 @@ def tokenize(
             word = word[:-2]
         if word in stop_words:
             continue
-        out.append(stem(word) if stemming else word)
+        if stemming:
+            stemmed = _STEMS.get(word)
+            if stemmed is None:
+                if len(_STEMS) >= _STEMS_MAX:
+                    _STEMS.clear()
+                stemmed = _STEMS[word] = stem(word)
+            word = stemmed
+        out.append(word)
     return out
+
+
+_STEMS: dict[str, str] = {}  # word -> stem: conversations reuse their words
+_STEMS_MAX = 200_000
 
 
 class BM25Index:
@@ -142,9 +156,12 @@ class BM25Index:
         self._lengths: array[float] = array("f")
         self._total_length = 0.0
         self._postings: dict[str, tuple[array[int], array[float]]] = {}
-        # numpy copies of the postings and of the length norm, refreshed when they have grown
+        # per term: its rows and each row's term-frequency part of the score, in numpy, extended
+        # as the posting grows; all of them are recomputed when the average length is refitted
         self._arrays: dict[str, tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]] = {}
-        self._norm: npt.NDArray[np.float32] | None = None
+        self._norm: npt.NDArray[np.float32] | None = None  # k1 * (1 - b + b * length / average)
+        self._average = 0.0  # the average length the norm and the cached parts use
+        self._filled: dict[str, int] = {}  # rows of each cached term already computed
 
     def __len__(self) -> int:
         return len(self._doc_ids)
@@ -162,17 +179,21 @@ class BM25Index:
         Raises:
             InvalidConfigError: ``doc_id`` is already indexed.
         """
-        terms = Counter(self.terms(text))
+        self.add_terms(doc_id, self.terms(text))
+
+    def add_terms(self, doc_id: int, terms: Iterable[str]) -> None:
+        """Like :meth:`add`, for a document already split by :meth:`terms`."""
+        counts = Counter(terms)
         with self._lock:
             if doc_id in self._rows:
                 raise InvalidConfigError(f"doc_id {doc_id!r} is already indexed; ids are unique")
             row = len(self._doc_ids)
             self._rows[doc_id] = row
             self._doc_ids.append(doc_id)
-            length = float(sum(terms.values()))
+            length = float(sum(counts.values()))
             self._lengths.append(length)
             self._total_length += length
-            for term, tf in terms.items():
+            for term, tf in counts.items():
                 posting = self._postings.get(term)
                 if posting is None:
                     posting = self._postings[term] = (array("i"), array("f"))
@@ -231,7 +252,10 @@ class BM25Index:
         """The BM25 score of every document (in the order added) for weighted query terms.
 
         Only the postings of the query's terms are touched: a term costs in proportion to the
-        number of documents that contain it.
+        number of documents that contain it. The average document length in the length norm is
+        refitted whenever the true average has moved by more than :data:`AVERAGE_DRIFT` since the
+        last fit (so small indexes are always exact), which lets each posting keep its
+        term-frequency part of the score between queries.
         """
         import numpy as np
 
@@ -241,35 +265,62 @@ class BM25Index:
             terms = [(t, w) for t, w in weights.items() if w > 0 and t in self._postings]
             if not terms:
                 return scores
-            norm = self._length_norm(n)
+            self._fit_norm(n)
             for term, weight in terms:
-                rows, tf = self._posting_arrays(term)
+                rows, part = self._term_parts(term)
                 df = len(rows)
                 idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-                scores[rows] += np.float32(weight * idf * (self.k1 + 1.0)) * (
-                    tf / (tf + norm[rows])
-                )
+                scores[rows] += np.float32(weight * idf) * part
             return scores
 
-    def _length_norm(self, n: int) -> npt.NDArray[np.float32]:
-        """``k1 * (1 - b + b * length / average length)`` per document (cached until an add)."""
+    def _fit_norm(self, n: int) -> None:
+        """The length norm of every document; refitted (dropping every cached part) on drift."""
         import numpy as np
 
-        if self._norm is None or len(self._norm) != n:
-            lengths = np.array(self._lengths, dtype=np.float32)
-            average = self._total_length / n if self._total_length else 1.0
-            self._norm = (self.k1 * (1.0 - self.b + self.b * lengths / average)).astype(np.float32)
-        return self._norm
+        average = self._total_length / n if self._total_length else 1.0
+        norm = self._norm
+        if norm is not None and abs(average - self._average) <= AVERAGE_DRIFT * self._average:
+            if len(norm) < n:  # new documents, normed with the average in use
+                fresh = np.array(self._lengths[len(norm) : n], dtype=np.float32)
+                self._norm = np.concatenate(
+                    [norm, self.k1 * (1.0 - self.b + self.b * fresh / self._average)]
+                ).astype(np.float32)
+            return
+        lengths = np.array(self._lengths, dtype=np.float32)
+        self._average = average
+        self._norm = (self.k1 * (1.0 - self.b + self.b * lengths / average)).astype(np.float32)
+        self._arrays.clear()
+        self._filled.clear()
 
-    def _posting_arrays(self, term: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    def _term_parts(self, term: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """A term's rows and ``tf * (k1 + 1) / (tf + norm)`` of each (cached, extended as it grows).
+
+        The arrays grow by doubling, so a posting that gains a row per turn costs one new row per
+        turn, not a copy of the whole posting.
+        """
         import numpy as np
 
+        assert self._norm is not None
         rows_buffer, tf_buffer = self._postings[term]
+        total = len(rows_buffer)
         cached = self._arrays.get(term)
-        if cached is None or len(cached[0]) != len(rows_buffer):
-            cached = (np.array(rows_buffer, dtype=np.int32), np.array(tf_buffer, dtype=np.float32))
-            self._arrays[term] = cached
-        return cached
+        done = 0 if cached is None else self._filled[term]
+        if cached is None or len(cached[0]) < total:
+            capacity = max(total, 2 * (len(cached[0]) if cached is not None else 0), 4)
+            rows = np.empty(capacity, dtype=np.int32)
+            part = np.empty(capacity, dtype=np.float32)
+            if cached is not None:
+                rows[:done] = cached[0][:done]
+                part[:done] = cached[1][:done]
+            cached = self._arrays[term] = (rows, part)
+        rows, part = cached
+        if done < total:
+            fresh = np.array(rows_buffer[done:], dtype=np.int32)
+            tf = np.array(tf_buffer[done:], dtype=np.float32)
+            rows[done:total] = fresh
+            part[done:total] = tf * np.float32(self.k1 + 1.0) / (tf + self._norm[fresh])
+            self._filled[term] = total
+        return rows[:total], part[:total]
 
 
 def _present(exclude: Container[int], rows: Mapping[int, int]) -> list[int]:

