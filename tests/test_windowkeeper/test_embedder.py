@@ -20,8 +20,9 @@ def test_construction_checks_files_and_loads_nothing() -> None:
     embedder = MiniLMEmbedder()
     assert isinstance(embedder, Embedder)
     assert (embedder.model_id, embedder.dimension) == (MINILM_MODEL_ID, 384)
-    assert embedder._sessions == {}
-    assert embedder.query_threads in (1, 2)
+    assert embedder._session is None
+    assert embedder.threads in (1, 2)
+    assert embedder.spin is True
 
 
 def test_missing_model_package_raises_with_the_install_command(
@@ -47,8 +48,8 @@ def test_bad_settings_raise_when_built() -> None:
         MiniLMEmbedder(max_tokens=512)
     with pytest.raises(InvalidConfigError, match=r"threads must be an int >= 1; got 0"):
         MiniLMEmbedder(threads=0)
-    with pytest.raises(InvalidConfigError, match=r"query_threads must be an int >= 1; got 0"):
-        MiniLMEmbedder(query_threads=0)
+    with pytest.raises(InvalidConfigError, match=r"spin must be a bool; got 'yes'"):
+        MiniLMEmbedder(spin="yes")  # type: ignore[arg-type]
 
 
 def test_a_modified_model_file_is_refused_on_first_use(
@@ -103,14 +104,13 @@ def test_a_text_gets_the_same_vector_alone_or_in_a_batch() -> None:
 
 @pytest.mark.model
 def test_a_query_gets_the_vector_of_the_same_text_stored() -> None:
-    embedder = MiniLMEmbedder(query_threads=2)
+    embedder = MiniLMEmbedder(threads=2)
     texts = ["where did Ann move last year?", "Ann moved to Porto in 2023, near her sister."]
     stored = embedder.embed(texts)
     for text, vector in zip(texts, stored, strict=True):
         query = embedder.embed_query(text)
         assert query.shape == (384,)
-        assert np.allclose(query, vector, atol=1e-5)  # two sessions, one model
-    assert set(embedder._sessions) == {False, True}
+        assert np.allclose(query, vector, atol=1e-5)
     with pytest.raises(InvalidConfigError, match="text must be a str"):
         embedder.embed_query(["a list"])  # type: ignore[arg-type]
 

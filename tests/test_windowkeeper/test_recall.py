@@ -606,7 +606,7 @@ def test_bad_settings_raise_when_built() -> None:
 def test_default_embedder_is_minilm_and_loads_lazily() -> None:
     m = TurnRecall(COUNTER)
     assert m.index.model_id == "all-MiniLM-L6-v2-onnx-int8"
-    assert getattr(m.index.embedder, "_sessions", "missing") == {}
+    assert getattr(m.index.embedder, "_session", "missing") is None
 
 
 # ------------------------------------------------------------------ persistence and isolation

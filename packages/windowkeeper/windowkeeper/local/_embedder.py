@@ -80,20 +80,22 @@ class MiniLMEmbedder:
     only checks that the files are installed; the first :meth:`embed` verifies the model's
     sha256 (once per process), then loads the ONNX session. Thread-safe.
 
-    Two onnxruntime sessions share the model file: :meth:`embed` (stored turns, usually on a
-    background thread) runs on ``threads`` threads that sleep when idle, and :meth:`embed_query`
-    (on the request path) on ``query_threads`` threads that spin briefly between steps, which
-    measured 1.6-1.8x faster for one short text on a 2-core machine (``bench/bench_recall.py``).
+    One onnxruntime session serves stored turns and queries, so the model's weights are in memory
+    once. By default it runs on two threads that spin briefly between steps: on the 2-core
+    development machine a ~22-token query took 7-8 ms that way against 11.5 ms on one sleeping
+    thread, and a background embedding finished in about half the time, leaving the cores free
+    sooner (``bench/bench_recall.py``). Two sessions (one per path) measured slower on both paths:
+    the second copy of the weights pushed the first out of the cache.
 
     Args:
         max_tokens: Word pieces kept per text (1 to 256; the model was trained on up to 256).
-        threads: onnxruntime intra-op threads for :meth:`embed`. ``1`` (the default) leaves a core
-            to the request path while turns are embedded in the background.
-        query_threads: Threads for :meth:`embed_query` (default: 2, or 1 on a one-core machine).
+        threads: onnxruntime intra-op threads (default: 2, or 1 on a one-core machine).
+        spin: Let idle pool threads spin between steps (faster per text; ``False`` makes them
+            sleep, for a process whose other threads need every core).
 
     Raises:
         ModelNotInstalledError: The model package or the tokenizer file is missing.
-        InvalidConfigError: ``max_tokens`` or ``threads`` is out of range.
+        InvalidConfigError: ``max_tokens``, ``threads`` or ``spin`` is out of range.
 
     Example:
         >>> embedder = MiniLMEmbedder()  # checks the files; loads nothing yet
@@ -102,22 +104,18 @@ class MiniLMEmbedder:
     """
 
     def __init__(
-        self, *, max_tokens: int = _MAX_TOKENS, threads: int = 1, query_threads: int | None = None
+        self, *, max_tokens: int = _MAX_TOKENS, threads: int | None = None, spin: bool = True
     ) -> None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
             raise InvalidConfigError(f"max_tokens must be an int from 1 to 256; got {max_tokens!r}")
         if not 1 <= max_tokens <= _MAX_TOKENS:
             raise InvalidConfigError(f"max_tokens must be from 1 to 256; got {max_tokens!r}")
+        if threads is None:
+            threads = min(2, os.cpu_count() or 1)
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise InvalidConfigError(f"threads must be an int >= 1; got {threads!r}")
-        if query_threads is None:
-            query_threads = min(2, os.cpu_count() or 1)
-        if (
-            isinstance(query_threads, bool)
-            or not isinstance(query_threads, int)
-            or query_threads < 1
-        ):
-            raise InvalidConfigError(f"query_threads must be an int >= 1; got {query_threads!r}")
+        if not isinstance(spin, bool):
+            raise InvalidConfigError(f"spin must be a bool; got {spin!r}")
         model = _model_file()
         if model is None or not model[0].is_file():
             raise ModelNotInstalledError(
@@ -139,26 +137,26 @@ class MiniLMEmbedder:
         self.dimension: int = _DIMENSION
         self.max_tokens = max_tokens
         self.threads = threads
-        self.query_threads = query_threads
+        self.spin = spin
         self._model_path, self._sha256 = model
         self._tokenizer_path = tokenizer
         self._lock = threading.Lock()
-        self._sessions: dict[bool, Any] = {}  # query session?: session
+        self._session: Any = None
         self._tokenizer: Any = None
 
     def __repr__(self) -> str:
         return (
             f"MiniLMEmbedder(max_tokens={self.max_tokens}, threads={self.threads}, "
-            f"query_threads={self.query_threads})"
+            f"spin={self.spin})"
         )
 
-    def _load(self, query: bool) -> tuple[Any, Any]:
-        session = self._sessions.get(query)
+    def _load(self) -> tuple[Any, Any]:
+        session, tokenizer = self._session, self._tokenizer
         if session is not None:
-            return session, self._tokenizer
+            return session, tokenizer
         with self._lock:
-            if query in self._sessions:
-                return self._sessions[query], self._tokenizer
+            if self._session is not None:
+                return self._session, self._tokenizer
             if not _verify(self._model_path, self._sha256):
                 raise ModelNotInstalledError(
                     MINILM_MODEL_ID,
@@ -166,39 +164,32 @@ class MiniLMEmbedder:
                     detail=f"{self._model_path} does not match the pinned sha256",
                 )
             import onnxruntime as ort  # type: ignore[import-untyped]
+            from tokenizers import Tokenizer
 
-            if self._tokenizer is None:
-                from tokenizers import Tokenizer
-
-                tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
-                tokenizer.enable_truncation(max_length=self.max_tokens)
-                tokenizer.no_padding()  # the file pads to 128; we pad a batch to its longest text
-                self._tokenizer = tokenizer
+            tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
+            tokenizer.enable_truncation(max_length=self.max_tokens)
+            tokenizer.no_padding()  # the file pads to 128; we pad a batch to its longest text
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.intra_op_num_threads = self.query_threads if query else self.threads
+            options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
-            # stored turns: idle pool threads sleep instead of spinning, so a background embedding
-            # does not steal the core the request path needs; a query spins (it is short and waited on)
             options.add_session_config_entry(
-                "session.intra_op.allow_spinning", "1" if query else "0"
+                "session.intra_op.allow_spinning", "1" if self.spin else "0"
             )
             options.log_severity_level = 3
             session = ort.InferenceSession(
                 str(self._model_path), sess_options=options, providers=["CPUExecutionProvider"]
             )
-            self._sessions[query] = session
-            return session, self._tokenizer
+            self._tokenizer = tokenizer
+            self._session = session
+            return session, tokenizer
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        """The unit-norm embedding of one query, shape ``(384,)``, on the low-latency session.
-
-        The same vector as ``embed([text])[0]`` up to float rounding.
-        """
+        """The unit-norm embedding of one query, shape ``(384,)`` (``embed([text])[0]``)."""
         if not isinstance(text, str):
             raise InvalidConfigError(f"text must be a str; got {type(text).__name__}")
-        vector: npt.NDArray[np.float32] = self._run([text], query=True)[0]
+        vector: npt.NDArray[np.float32] = self._run([text])[0]
         return vector
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -211,12 +202,12 @@ class MiniLMEmbedder:
             raise InvalidConfigError(
                 "texts must be a sequence of str, not one str; wrap it in [...]"
             )
-        return self._run(list(texts), query=False)
+        return self._run(list(texts))
 
-    def _run(self, texts: list[str], *, query: bool) -> npt.NDArray[np.float32]:
+    def _run(self, texts: list[str]) -> npt.NDArray[np.float32]:
         import numpy as np
 
-        session, tokenizer = self._load(query)
+        session, tokenizer = self._load()
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
@@ -249,9 +240,9 @@ _SHARED_LOCK = threading.Lock()
 def shared_embedder() -> MiniLMEmbedder:
     """The process-wide :class:`MiniLMEmbedder` with default settings (what memories use by default).
 
-    One model in memory however many sessions are open (each session's memory would otherwise
-    load its own copy, about 180 MB for the two sessions), and one set of onnxruntime threads
-    instead of one per session competing for the cores.
+    One model in memory however many conversations are open (each memory would otherwise load
+    its own copy, about 90 MB), and one set of onnxruntime threads instead of one per
+    conversation competing for the cores.
 
     Raises:
         ModelNotInstalledError: The model package or the tokenizer file is missing.
