@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from windowkeeper._checks import check_int
 from windowkeeper.exceptions import InvalidConfigError, ModelNotInstalledError
 
 if TYPE_CHECKING:
@@ -112,8 +113,7 @@ class MiniLMEmbedder:
             raise InvalidConfigError(f"max_tokens must be from 1 to 256; got {max_tokens!r}")
         if threads is None:
             threads = min(2, os.cpu_count() or 1)
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise InvalidConfigError(f"threads must be an int >= 1; got {threads!r}")
+        check_int("threads", threads, 1)
         if not isinstance(spin, bool):
             raise InvalidConfigError(f"spin must be a bool; got {spin!r}")
         model = _model_file()

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from windowkeeper._checks import check_int
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError, ModelNotInstalledError, WindowkeeperError
 from windowkeeper.local._notes import clean_reply, extractive, fact_count, plain_lines
@@ -168,12 +169,6 @@ def _missing_modules(names: Sequence[str]) -> list[str]:
     return missing
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidConfigError(f"{name} must be an int between {low} and {high}; got {value!r}")
-    return value
-
-
 class LocalSummarizer:
     """Summaries from SmolLM2-135M-Instruct running in-process on the CPU, fully offline.
 
@@ -223,8 +218,8 @@ class LocalSummarizer:
         cache_dir: str | Path | None = None,
         gguf_path: str | Path | None = None,
     ) -> None:
-        self.max_tokens = _check_int("max_tokens", max_tokens, 1, 4096)
-        self.max_input_tokens = _check_int("max_input_tokens", max_input_tokens, 256, 8192)
+        self.max_tokens = check_int("max_tokens", max_tokens, 1, 4096)
+        self.max_input_tokens = check_int("max_input_tokens", max_input_tokens, 256, 8192)
         if self.max_input_tokens + self.max_tokens > _CONTEXT:
             raise InvalidConfigError(
                 f"max_input_tokens must be at most {_CONTEXT - self.max_tokens} with max_tokens="
@@ -409,7 +404,7 @@ class LocalSummarizer:
             The reply, stripped.
         """
         limit = (
-            self.max_tokens if max_tokens is None else _check_int("max_tokens", max_tokens, 1, 4096)
+            self.max_tokens if max_tokens is None else check_int("max_tokens", max_tokens, 1, 4096)
         )
         chat = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
         if not chat:
@@ -485,7 +480,7 @@ class LocalSummarizer:
         if not text.strip():
             return ""
         limit = (
-            self.max_tokens if max_tokens is None else _check_int("max_tokens", max_tokens, 1, 4096)
+            self.max_tokens if max_tokens is None else check_int("max_tokens", max_tokens, 1, 4096)
         )
         chat = [
             {"role": "system", "content": self.condense_prompt},

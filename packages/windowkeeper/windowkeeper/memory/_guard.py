@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from windowkeeper._checks import check_int
 from windowkeeper.exceptions import InvalidConfigError, WindowkeeperError
 
 __all__ = ["Cancelled", "GaveUp", "Guard", "RetryPolicy", "SummaryTimeoutError"]
@@ -71,10 +72,7 @@ class RetryPolicy:
     """Seconds one call may take before it is abandoned (None: no limit)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise InvalidConfigError(f"attempts must be an int >= 1; got {self.attempts!r}")
-        if self.attempts < 1:
-            raise InvalidConfigError(f"attempts must be an int >= 1; got {self.attempts!r}")
+        check_int("attempts", self.attempts, 1)
         for label in ("initial_delay", "max_delay"):
             value = getattr(self, label)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeAlias
 
+from windowkeeper._checks import check_int
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError, WindowkeeperError
 from windowkeeper.memory._base import Summarizer, render_unit, summary_message
@@ -114,12 +115,6 @@ def _longest(
     return best
 
 
-def _check_number(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidConfigError(f"{name} must be an int between {low} and {high}; got {value!r}")
-    return value
-
-
 class SummaryKeeper:
     """One session's rolling summary, kept up to date by a background worker thread.
 
@@ -206,9 +201,9 @@ class SummaryKeeper:
             raise InvalidConfigError(f"retry must be a RetryPolicy or None; got {retry!r}")
         if not isinstance(session_id, str) or not session_id:
             raise InvalidConfigError(f"session_id must be a non-empty str; got {session_id!r}")
-        self.max_levels = _check_number("max_levels", max_levels, 1, 8)
-        self.summary_tokens = _check_number("summary_tokens", summary_tokens, 1, 1_000_000)
-        self.batch_tokens = _check_number("batch_tokens", batch_tokens, 64, 1_000_000)
+        self.max_levels = check_int("max_levels", max_levels, 1, 8)
+        self.summary_tokens = check_int("summary_tokens", summary_tokens, 1, 1_000_000)
+        self.batch_tokens = check_int("batch_tokens", batch_tokens, 64, 1_000_000)
         if isinstance(idle_exit, bool) or not isinstance(idle_exit, (int, float)) or idle_exit <= 0:
             raise InvalidConfigError(f"idle_exit must be a number > 0 (seconds); got {idle_exit!r}")
         self.counter = counter

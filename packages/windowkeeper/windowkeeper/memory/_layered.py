@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
+from windowkeeper._checks import check_int
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
 from windowkeeper.memory._base import MemoryView, Summarizer
@@ -127,8 +128,7 @@ class LayeredMemory(SummaryTier, TurnRecall):
     ) -> None:
         if split is not None and not isinstance(split, LayerSplit):
             raise InvalidConfigError(f"split must be a LayerSplit or None; got {split!r}")
-        if isinstance(recent_units, bool) or not isinstance(recent_units, int) or recent_units < 1:
-            raise InvalidConfigError(f"recent_units must be an int >= 1; got {recent_units!r}")
+        check_int("recent_units", recent_units, 1)
         super().__init__(
             counter,
             store=store,
@@ -162,8 +162,7 @@ class LayeredMemory(SummaryTier, TurnRecall):
         Raises:
             InvalidConfigError: ``budget`` is not an int >= 0.
         """
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-            raise InvalidConfigError(f"budget must be an int >= 0; got {budget!r}")
+        check_int("budget", budget, 0)
         with self._lock:
             self._last_budget = budget
             n = len(self._units)

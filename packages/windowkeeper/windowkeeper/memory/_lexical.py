@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Container, Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from windowkeeper._checks import check_number
 from windowkeeper.exceptions import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -138,10 +139,8 @@ class BM25Index:
         stemming: bool = True,
         stop_words: Iterable[str] = STOP_WORDS,
     ) -> None:
-        if isinstance(k1, bool) or not isinstance(k1, int | float) or not k1 >= 0:
-            raise InvalidConfigError(f"k1 must be a number >= 0; got {k1!r}")
-        if isinstance(b, bool) or not isinstance(b, int | float) or not 0 <= b <= 1:
-            raise InvalidConfigError(f"b must be a number from 0 to 1; got {b!r}")
+        check_number("k1", k1, 0)
+        check_number("b", b, 0, 1)
         if isinstance(stop_words, str):
             raise InvalidConfigError(
                 f"stop_words must be a collection of words, not one str; got {stop_words!r}"

@@ -16,6 +16,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from windowkeeper._checks import check_int
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
 from windowkeeper.memory._base import (
@@ -31,7 +32,6 @@ from windowkeeper.memory._lexical import BM25Index
 from windowkeeper.memory._vectors import Embedder, VectorIndex
 from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore, StateStore
 from windowkeeper.tokens._counter import TokenCounter
-from windowkeeper.tokens._encodings import TiktokenEncoder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,18 +99,13 @@ DEFAULT_EMBEDDER = _Default()
 
 
 def _number(name: str, value: object, low: float, high: float | None = None) -> float:
+    """A RecallSettings weight: its messages say "must be from 0.0 to 1.0" (tested wording)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidConfigError(f"{name} must be a number; got {value!r}")
     if value < low or (high is not None and value > high):
         allowed = f"from {low} to {high}" if high is not None else f">= {low}"
         raise InvalidConfigError(f"{name} must be {allowed}; got {value!r}")
     return float(value)
-
-
-def _integer(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InvalidConfigError(f"{name} must be an int >= {low}; got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -160,9 +155,9 @@ class RecallSettings:
             raise InvalidConfigError(
                 "lexical_weight and dense_weight must not both be 0; got 0 and 0"
             )
-        _integer("rrf_k", self.rrf_k, 0)
+        check_int("rrf_k", self.rrf_k, 0)
         _number("neighbor_weight", self.neighbor_weight, 0.0, 1.0)
-        _integer("neighbor_reach", self.neighbor_reach, 0)
+        check_int("neighbor_reach", self.neighbor_reach, 0)
         _number("neighbor_decay", self.neighbor_decay, 0.0, 1.0)
         _number("context_weight", self.context_weight, 0.0, 1.0)
         _number("k1", self.k1, 0.0)
@@ -364,19 +359,14 @@ class RecallIndex:
         :meth:`add` starts a new one.
         """
         self.flush()
-        with self._lock:
-            worker, self._worker = self._worker, None
-            if worker is not None:
-                self._queue.put(None)
-        if worker is not None:
-            worker.join()
+        self._stop(None, drop=False)
 
-    def _stop(self, timeout: float) -> None:
-        """Drop queued embeddings and stop the worker after its current batch (exit only)."""
+    def _stop(self, timeout: float | None, *, drop: bool = True) -> None:
+        """Stop the worker after its current batch (``drop``: and leave what is still queued)."""
         with self._done:
             worker, self._worker = self._worker, None
             dropped = []
-            while True:
+            while drop:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -385,7 +375,8 @@ class RecallIndex:
                     dropped.append(item)
             for i in dropped:  # not embedded, not saved: the next load embeds them
                 self._pending.pop(i, None)
-            self._queue.put(None)
+            if worker is not None:
+                self._queue.put(None)
             self._done.notify_all()
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout)
@@ -699,7 +690,7 @@ class TurnRecall(StoredMemory):
         order: RecallOrder = "chronological",
         settings: RecallSettings | None = None,
     ) -> None:
-        _integer("recent_units", recent_units, 0)
+        check_int("recent_units", recent_units, 0)
         if order not in ("chronological", "rank"):
             raise InvalidConfigError(f"order must be 'chronological' or 'rank'; got {order!r}")
         super().__init__(counter, store=store, session_id=session_id)
@@ -740,7 +731,7 @@ class TurnRecall(StoredMemory):
 
     def view(self, query: str = "", *, budget: int) -> MemoryView:
         """The newest units, then the older units recalled for ``query``, in ``budget`` tokens."""
-        _integer("budget", budget, 0)
+        check_int("budget", budget, 0)
         with self._lock:
             n = len(self._units)
             start = max(0, n - self.recent_units)
@@ -766,7 +757,7 @@ class TurnRecall(StoredMemory):
         The units are whole, never in ``exclude``, in the memory's ``order`` (by turn by default);
         the count is what :func:`recalled_message` of them adds to a request (0 when none fit).
         """
-        _integer("budget", budget, 0)
+        check_int("budget", budget, 0)
         units, tokens, _ = self._recall(query, budget=budget, exclude=exclude)
         return units, tokens
 
@@ -876,9 +867,8 @@ class TurnRecall(StoredMemory):
 def lines_add_up(counter: TokenCounter) -> bool:
     """Whether the counter's tokens of a recalled block are its frame plus the sum of its lines.
 
-    True for OpenAI's ``cl100k_base`` and ``o200k_base``: their pre-tokenisers end a piece at a
-    newline that is followed by ``#`` or ``[`` (how every line of the block starts), so no token
-    spans two lines. Other tokenizers are counted on the whole block.
+    Every line of the block starts with ``#`` or ``[`` and ends with a newline, so this holds when
+    the encoder says its lines count apart (``TiktokenEncoder.lines_add_up``: cl100k and o200k).
+    Other tokenizers are counted on the whole block.
     """
-    encoder = counter.encoder
-    return isinstance(encoder, TiktokenEncoder) and encoder.name in ("cl100k_base", "o200k_base")
+    return getattr(counter.encoder, "lines_add_up", False) is True

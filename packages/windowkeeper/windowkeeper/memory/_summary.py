@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from windowkeeper._budget import Dropped
+from windowkeeper._checks import check_int
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
 from windowkeeper.memory._base import MemoryView, StoredMemory, Summarizer, summary_message
@@ -67,8 +68,7 @@ class SummaryTier(StoredMemory):
         on_error: Callable[[SummaryError], object] | None = None,
     ) -> None:
         """Check the summary settings and build the keeper (the local model when ``summarizer`` is None)."""
-        if isinstance(min_batch, bool) or not isinstance(min_batch, int) or min_batch < 1:
-            raise InvalidConfigError(f"min_batch must be an int >= 1; got {min_batch!r}")
+        check_int("min_batch", min_batch, 1)
         if (
             isinstance(alert_threshold, bool)
             or not isinstance(alert_threshold, (int, float))
@@ -225,8 +225,7 @@ class RollingSummary(SummaryTier):
         retry: RetryPolicy | None = None,
         on_error: Callable[[SummaryError], object] | None = None,
     ) -> None:
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
-            raise InvalidConfigError(f"keep_last must be an int >= 1; got {keep_last!r}")
+        check_int("keep_last", keep_last, 1)
         super().__init__(counter, store=store, session_id=session_id)
         self.keep_last = keep_last
         self._init_summary(
@@ -258,8 +257,7 @@ class RollingSummary(SummaryTier):
         Raises:
             InvalidConfigError: ``budget`` is not an int >= 0.
         """
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-            raise InvalidConfigError(f"budget must be an int >= 0; got {budget!r}")
+        check_int("budget", budget, 0)
         with self._lock:
             self._last_budget = budget
             n = len(self._units)

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from windowkeeper._checks import check_int
 from windowkeeper.exceptions import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -75,8 +76,7 @@ class CallableEmbedder:
             raise InvalidConfigError(f"fn must be callable (texts -> vectors); got {fn!r}")
         if not isinstance(model_id, str) or not model_id:
             raise InvalidConfigError(f"model_id must be a non-empty str; got {model_id!r}")
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
-            raise InvalidConfigError(f"dimension must be an int >= 1; got {dimension!r}")
+        check_int("dimension", dimension, 1)
         self.fn = fn
         self.model_id = model_id
         self.dimension = dimension
@@ -169,14 +169,9 @@ class VectorIndex:
     def __init__(
         self, dimension: int, *, exact_max_rows: int = EXACT_MAX_ROWS, candidates: int = 1024
     ) -> None:
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
-            raise InvalidConfigError(f"dimension must be an int >= 1; got {dimension!r}")
-        if isinstance(exact_max_rows, bool) or not isinstance(exact_max_rows, int):
-            raise InvalidConfigError(f"exact_max_rows must be an int >= 0; got {exact_max_rows!r}")
-        if exact_max_rows < 0:
-            raise InvalidConfigError(f"exact_max_rows must be >= 0; got {exact_max_rows!r}")
-        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
-            raise InvalidConfigError(f"candidates must be an int >= 1; got {candidates!r}")
+        check_int("dimension", dimension, 1)
+        check_int("exact_max_rows", exact_max_rows, 0)
+        check_int("candidates", candidates, 1)
         import numpy as np
 
         self.dimension = dimension

@@ -117,6 +117,17 @@ class TiktokenEncoder:
         """Number of tokens of ``text``."""
         return len(self._encoding.encode_ordinary(text))  # type: ignore[attr-defined]
 
+    @property
+    def lines_add_up(self) -> bool:
+        r"""Whether lines count apart (lines that start with a non-space and end with ``\n``).
+
+        A text of such lines then costs the sum of its lines' counts. True for both encodings
+        here: their pre-tokenisers end a piece at a newline followed by a non-space character,
+        and BPE never merges across pieces. GPT-2's older pattern would not qualify (it splits
+        trailing spaces from the newline differently once text follows).
+        """
+        return self._name in ENCODINGS
+
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         """Numbers of tokens of many texts (tiktoken spreads the batch over threads)."""
         batches = self._encoding.encode_ordinary_batch(list(texts))  # type: ignore[attr-defined]
