@@ -171,7 +171,7 @@ def turn_latency(turns: int, history: int) -> None:
 
 
 def embed_threads(repeat: int) -> None:
-    """MiniLM time per text by onnxruntime threads (spinning or sleeping between steps)."""
+    """MiniLM time per text by onnxruntime threads (spinning or sleeping), fused graph or not."""
     from windowkeeper.local._embedder import MiniLMEmbedder
 
     rng = random.Random(5)
@@ -182,6 +182,9 @@ def embed_threads(repeat: int) -> None:
         "1 thread": MiniLMEmbedder(threads=1, spin=False),
         "2 threads, sleeping": MiniLMEmbedder(threads=2, spin=False),
         "2 threads, spinning (the default)": MiniLMEmbedder(threads=2),
+        "2 threads, spinning, the graph as shipped (`fuse=False`)": MiniLMEmbedder(
+            threads=2, fuse=False
+        ),
     }
     for e in configs.values():
         e.embed(["warm up"])

@@ -50,6 +50,8 @@ def test_bad_settings_raise_when_built() -> None:
         MiniLMEmbedder(threads=0)
     with pytest.raises(InvalidConfigError, match=r"spin must be a bool; got 'yes'"):
         MiniLMEmbedder(spin="yes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidConfigError, match=r"fuse must be a bool; got 1"):
+        MiniLMEmbedder(fuse=1)  # type: ignore[arg-type]
 
 
 def test_a_modified_model_file_is_refused_on_first_use(
@@ -133,3 +135,51 @@ def test_truncation_and_thread_safety() -> None:
     for t in threads:
         t.join()
     assert all(np.allclose(r, results[0]) for r in results)
+
+
+@pytest.mark.model
+def test_the_fused_graph_gives_the_shipped_graphs_vectors() -> None:
+    fused, shipped = MiniLMEmbedder(), MiniLMEmbedder(fuse=False)
+    assert (fused.fuse, shipped.fuse) == (True, False)
+    texts = [
+        "",
+        "a",
+        "Ann moved to Porto in 2023, near her sister.",
+        "Hello 世界 🎉 naïve café, ID 7f3a-19 at https://example.com/x?y=1",
+        "def f(x):\n    return x ** 2  # code keeps its shape",
+        "word " * 300,  # truncated at 256 word pieces, the longest a batch gets
+    ]
+    a, b = fused.embed(texts), shipped.embed(texts)  # one padded batch: masks matter
+    assert np.abs(a - b).max() < 1e-5
+    assert float((a * b).sum(axis=1).min()) > 0.99999
+    fused_ops = _graph_ops(fused)
+    assert "Attention" in fused_ops
+    assert "IsNaN" not in fused_ops  # the export's masked-softmax guard is gone
+    assert "IsNaN" in _graph_ops(shipped)
+
+
+def _graph_ops(embedder: MiniLMEmbedder) -> set[str]:
+    """The operator types of the graph an embedder runs (read back from the built model)."""
+    import onnx
+    from windowkeeper.local._minilm_graph import fused_model
+
+    path = embedder._model_path
+    model = onnx.load_from_string(fused_model(path)) if embedder.fuse else onnx.load(str(path))
+    return {node.op_type for node in model.graph.node}
+
+
+def test_a_file_of_another_shape_is_refused_by_the_graph_builder(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+    from windowkeeper.local._minilm_graph import GraphMismatchError, fused_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input_ids"], ["last_hidden_state"])],
+        "other",
+        [helper.make_tensor_value_info("input_ids", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(GraphMismatchError):
+        fused_model(path)

