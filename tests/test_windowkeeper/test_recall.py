@@ -394,8 +394,12 @@ def test_recall_index_worker_errors_reach_the_caller() -> None:
 def test_recall_settings_validate_when_built() -> None:
     with pytest.raises(InvalidConfigError, match=r"fusion must be 'score' or 'rrf'; got 'max'"):
         RecallSettings(fusion="max")  # type: ignore[arg-type]
-    with pytest.raises(InvalidConfigError, match=r"context_weight must be from 0.0 to 1.0; got 2"):
+    with pytest.raises(
+        InvalidConfigError, match=r"context_weight must be a number from 0.0 to 1.0; got 2"
+    ):
         RecallSettings(context_weight=2)
+    with pytest.raises(InvalidConfigError, match=r"k1 must be a number >= 0.0; got nan"):
+        RecallSettings(k1=float("nan"))  # NaN compares false both ways: refused explicitly
     with pytest.raises(InvalidConfigError, match="must not both be 0"):
         RecallSettings(lexical_weight=0, dense_weight=0)
     with pytest.raises(InvalidConfigError, match=r"neighbor_reach must be an int >= 0; got -1"):

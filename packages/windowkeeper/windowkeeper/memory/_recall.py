@@ -16,7 +16,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from windowkeeper._checks import check_int
+from windowkeeper._checks import check_int, check_number
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
 from windowkeeper.memory._base import (
@@ -98,16 +98,6 @@ class _Default:
 DEFAULT_EMBEDDER = _Default()
 
 
-def _number(name: str, value: object, low: float, high: float | None = None) -> float:
-    """A RecallSettings weight: its messages say "must be from 0.0 to 1.0" (tested wording)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidConfigError(f"{name} must be a number; got {value!r}")
-    if value < low or (high is not None and value > high):
-        allowed = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise InvalidConfigError(f"{name} must be {allowed}; got {value!r}")
-    return float(value)
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RecallSettings:
     """How a :class:`RecallIndex` ranks units (defaults measured on LoCoMo, see the docs).
@@ -149,19 +139,19 @@ class RecallSettings:
     def __post_init__(self) -> None:
         if self.fusion not in ("score", "rrf"):
             raise InvalidConfigError(f"fusion must be 'score' or 'rrf'; got {self.fusion!r}")
-        _number("lexical_weight", self.lexical_weight, 0.0)
-        _number("dense_weight", self.dense_weight, 0.0)
+        check_number("lexical_weight", self.lexical_weight, 0.0)
+        check_number("dense_weight", self.dense_weight, 0.0)
         if self.lexical_weight == 0 and self.dense_weight == 0:
             raise InvalidConfigError(
                 "lexical_weight and dense_weight must not both be 0; got 0 and 0"
             )
         check_int("rrf_k", self.rrf_k, 0)
-        _number("neighbor_weight", self.neighbor_weight, 0.0, 1.0)
+        check_number("neighbor_weight", self.neighbor_weight, 0.0, 1.0)
         check_int("neighbor_reach", self.neighbor_reach, 0)
-        _number("neighbor_decay", self.neighbor_decay, 0.0, 1.0)
-        _number("context_weight", self.context_weight, 0.0, 1.0)
-        _number("k1", self.k1, 0.0)
-        _number("b", self.b, 0.0, 1.0)
+        check_number("neighbor_decay", self.neighbor_decay, 0.0, 1.0)
+        check_number("context_weight", self.context_weight, 0.0, 1.0)
+        check_number("k1", self.k1, 0.0)
+        check_number("b", self.b, 0.0, 1.0)
         if not isinstance(self.stemming, bool):
             raise InvalidConfigError(f"stemming must be a bool; got {self.stemming!r}")
         if not isinstance(self.background, bool):
