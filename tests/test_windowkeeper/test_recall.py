@@ -461,6 +461,23 @@ def test_rank_order_and_tight_budgets() -> None:
         assert v.tokens == exact_tokens(v) <= budget
 
 
+def test_when_no_ranked_unit_fits_there_is_no_block_and_the_frame_count_stays_true() -> None:
+    counter = TokenCounter("gpt-4o")  # its own cache: the frame's count must stay exact in it
+    frame = counter.count_message(recalled_message([]))
+    m = TurnRecall(
+        counter, embedder=None, recent_units=0, settings=RecallSettings(neighbor_weight=0)
+    )
+    m.add([Message(role="user", content="tiny")])
+    m.add([Message(role="user", content="big " * 400 + "pixel")])
+    # room for the smallest line, but the only candidate left is far larger
+    view = m.view("pixel big", budget=frame + 10)
+    assert m.recall("pixel big", budget=frame + 10, exclude=frozenset({0})) == ([], 0)
+    assert view.recalled_text == "" or view.recalled
+    assert view.tokens == exact_tokens(view) <= frame + 10
+    assert counter.count_message(recalled_message([])) == frame
+    assert TurnRecall(counter, embedder=None)._frame == frame
+
+
 def test_recall_for_the_layered_memory(memory: TurnRecall) -> None:
     units, tokens = memory.recall("pet name", budget=200, exclude=frozenset({3}))
     assert 3 not in [u.index for u in units]

@@ -802,6 +802,8 @@ class TurnRecall(StoredMemory):
             if not chosen:
                 return [], 0, ""
             room = budget - tokens  # refill what the estimate left unused
+        if not chosen:  # nothing ranked fits: no block (and no count of an empty one cached)
+            return [], 0, ""
         laid = self._laid_out(chosen)
         text = recalled_body([units[i] for i in laid], [lines[i] for i in laid])
         if self._additive:  # the exact sum, handed to the counter: the assembler's count is a hit
