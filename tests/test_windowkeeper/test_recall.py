@@ -254,6 +254,29 @@ def test_callable_embedder_wraps_plain_functions() -> None:
         CallableEmbedder("nope", model_id="x", dimension=3)  # type: ignore[arg-type]
 
 
+def test_a_query_goes_through_the_embedders_own_embed_query_checked() -> None:
+    class QueryPath(HashEmbedder):
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.width, self.queries = width, 0
+
+        def embed_query(self, text: str) -> np.ndarray:
+            self.queries += 1
+            return self.embed([text])[0][: self.width]
+
+    good = QueryPath(64)
+    index = RecallIndex(embedder=good, settings=RecallSettings(background=False))
+    assert np.allclose(index.query_vector("where is Pixel"), good.embed(["where is Pixel"])[0])
+    assert good.queries == 1
+    index.query_vector("where is Pixel")  # cached
+    assert good.queries == 1
+    bad = RecallIndex(embedder=QueryPath(3), settings=RecallSettings(background=False))
+    with pytest.raises(
+        InvalidConfigError, match=r"must return 1 vectors of dimension 64; got shape \(1, 3\)"
+    ):
+        bad.query_vector("anything")
+
+
 # -------------------------------------------------------------------------------- RecallIndex
 
 

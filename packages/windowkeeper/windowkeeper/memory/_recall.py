@@ -426,11 +426,20 @@ class RecallIndex:
                     self._pending.pop(i, None)
                 self._done.notify_all()
 
-    def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+    def _embed(self, texts: list[str], *, query: bool = False) -> npt.NDArray[np.float32]:
+        """Checked vectors of ``texts``.
+
+        With ``query``, ``texts`` is one query, embedded by the embedder's own ``embed_query`` when
+        it has one (e.g. a low-latency path).
+        """
         import numpy as np
 
         assert self.embedder is not None
-        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        embed_query = getattr(self.embedder, "embed_query", None) if query else None
+        if callable(embed_query):
+            vectors = np.asarray(embed_query(texts[0]), dtype=np.float32)[None]
+        else:
+            vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
         if vectors.shape != (len(texts), self.embedder.dimension):
             raise InvalidConfigError(
                 f"embedder {self.embedder.model_id!r} must return {len(texts)} vectors of dimension "
@@ -454,20 +463,7 @@ class RecallIndex:
             if hit is not None:
                 self._query_cache.move_to_end(text)
                 return hit
-        embed_query = getattr(self.embedder, "embed_query", None)
-        if callable(embed_query):  # an embedder's own query path (e.g. a low-latency session)
-            import numpy as np
-
-            assert self.embedder is not None
-            vector: npt.NDArray[np.float32] = np.asarray(embed_query(text), dtype=np.float32)
-            if vector.shape != (self.embedder.dimension,):
-                raise InvalidConfigError(
-                    f"embedder {self.embedder.model_id!r} embed_query must return one vector of "
-                    f"dimension {self.embedder.dimension}; got shape {vector.shape}"
-                )
-            self.embedded += 1
-        else:
-            vector = self._embed([text])[0]
+        vector: npt.NDArray[np.float32] = self._embed([text], query=True)[0]
         with self._lock:
             self._query_cache[text] = vector
             while len(self._query_cache) > 64:
@@ -840,11 +836,7 @@ class TurnRecall(StoredMemory):
             if done >= n:
                 return
             fresh = [recalled_line(u) for u in self._units[done:n]]
-            costs = (
-                self.counter.count_batch(fresh)
-                if len(fresh) > 1
-                else [self.counter.count(fresh[0])]
-            )
+            costs = self.counter.count_batch(fresh)
             self._lines.extend(fresh)
             self._line_tokens.extend(costs)
             self._min_line = min(self._line_tokens) if done == 0 else min(self._min_line, *costs)

@@ -129,8 +129,14 @@ class TiktokenEncoder:
         return self._name in ENCODINGS
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
-        """Numbers of tokens of many texts (tiktoken spreads the batch over threads)."""
-        batches = self._encoding.encode_ordinary_batch(list(texts))  # type: ignore[attr-defined]
+        """Numbers of tokens of many texts (tiktoken spreads a batch over threads).
+
+        One text is counted on the calling thread: a thread pool for it costs more than the count.
+        """
+        texts = list(texts)
+        if len(texts) <= 1:
+            return [self.count(text) for text in texts]
+        batches = self._encoding.encode_ordinary_batch(texts)  # type: ignore[attr-defined]
         return [len(ids) for ids in batches]
 
     def __repr__(self) -> str:
