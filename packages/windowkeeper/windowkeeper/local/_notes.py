@@ -37,7 +37,7 @@ def clean_reply(text: str, *, truncated: bool, source: str = "", known: str = ""
         ends = [m.end() for m in _SENTENCE_END.finditer(text)]
         if ends and ends[-1] < len(text):
             text = text[: ends[-1]].rstrip()
-    plain_source = " ".join(source.split()).lower()
+    plain_source = _key(source)
     numbers = set(_NUMBER.findall(source))
     seen = {_key(s) for s in sentences(known)}
     lines: list[str] = []
@@ -47,7 +47,7 @@ def clean_reply(text: str, *, truncated: bool, source: str = "", known: str = ""
             said = _key(line[turn.end() :])
             if not said or said not in plain_source:
                 break  # an echoed prompt header, or a turn nobody took: the notes end here
-        body = _MARKER_CHARS.sub("", _LIST_MARKER.sub("", line, count=1))
+        body = _plain(line)
         if line.strip() and not re.search(r"[^\W\d_]", body):
             continue  # markup or numbering only
         if source and any(n not in numbers for n in _NUMBER.findall(body)):
@@ -112,7 +112,9 @@ def extractive(text: str, limit: int, count: Callable[[str], int]) -> str:
 
 def plain_lines(text: str) -> str:
     """``text`` without list markers and markdown emphasis, line by line."""
-    return "\n".join(
-        _MARKER_CHARS.sub("", _LIST_MARKER.sub("", line, count=1)).strip()
-        for line in text.splitlines()
-    )
+    return "\n".join(_plain(line).strip() for line in text.splitlines())
+
+
+def _plain(line: str) -> str:
+    """A line without its list marker and markdown emphasis."""
+    return _MARKER_CHARS.sub("", _LIST_MARKER.sub("", line, count=1))

@@ -293,14 +293,19 @@ class LocalSummarizer:
 
     # ------------------------------------------------------------------------------- loading
 
+    def _loaded(self) -> bool:
+        return self._model is not None
+
     def load(self) -> None:
         """Load the model now (converting the GGUF file first if needed); a no-op once loaded.
 
         Raises:
             LocalModelError: The file could not be converted or loaded.
         """
+        if self._loaded():  # every call of the model passes here: no lock, no snapshot
+            return
         with self._lock, _no_stray_tqdm_monitor():
-            if self._model is not None:
+            if self._loaded():  # by another thread meanwhile
                 return
             start = time.perf_counter()
             if not self.is_converted:
@@ -320,7 +325,7 @@ class LocalSummarizer:
                     f"{exc}; delete that folder to convert the model again"
                 ) from exc
             model.eval()
-            self._stopping = _stop_at_exit(_module("transformers"), _module("torch"))
+            self._stopping = _stop_at_exit(tf, _module("torch"))
             self._tokenizer = tokenizer
             self._model = model
             self.load_seconds = time.perf_counter() - start

@@ -129,6 +129,9 @@ class LayeredMemory(SummaryTier, TurnRecall):
         if split is not None and not isinstance(split, LayerSplit):
             raise InvalidConfigError(f"split must be a LayerSplit or None; got {split!r}")
         check_int("recent_units", recent_units, 1)
+        chosen, warm_up = self._summary_settings(
+            summarizer, min_batch=min_batch, alert_threshold=alert_threshold
+        )
         super().__init__(
             counter,
             store=store,
@@ -139,14 +142,18 @@ class LayeredMemory(SummaryTier, TurnRecall):
         )
         self.split = split or LayerSplit()
         self._init_summary(
-            summarizer,
-            tier=recent_units,
+            chosen,
+            warm_up,
             summary_tokens=summary_tokens,
             min_batch=min_batch,
             alert_threshold=alert_threshold,
             retry=retry,
             on_error=on_error,
         )
+
+    @property
+    def _summary_tier(self) -> int:
+        return self.recent_units
 
     def __repr__(self) -> str:
         return (

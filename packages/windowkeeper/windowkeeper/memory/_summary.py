@@ -50,24 +50,25 @@ class SummaryTier(StoredMemory):
 
     Units older than the newest ``_summary_tier`` are summarised in the background, ``min_batch``
     at a time or at once under pressure. :class:`RollingSummary` and
-    :class:`~windowkeeper.memory.LayeredMemory` build on it.
+    :class:`~windowkeeper.memory.LayeredMemory` build on it: they check the settings with
+    :meth:`_summary_settings` before anything else is built, then call :meth:`_init_summary`.
     """
 
-    def _init_summary(
-        self,
-        summarizer: Summarizer | None,
-        *,
-        tier: int,
-        summary_tokens: int,
-        min_batch: int,
-        alert_threshold: float,
-        max_levels: int = 3,
-        batch_tokens: int = 2000,
-        condenser: Condenser | None = None,
-        retry: RetryPolicy | None = None,
-        on_error: Callable[[SummaryError], object] | None = None,
-    ) -> None:
-        """Check the summary settings and build the keeper (the local model when ``summarizer`` is None)."""
+    @property
+    def _summary_tier(self) -> int:
+        """How many newest units stay verbatim (never summarised)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _summary_settings(
+        summarizer: Summarizer | None, *, min_batch: int, alert_threshold: float
+    ) -> tuple[Summarizer, Callable[[], object] | None]:
+        """Check the summary settings; the summariser (the local model when None) and its warm-up.
+
+        Raises:
+            InvalidConfigError: A setting is out of range.
+            ModelNotInstalledError: ``summarizer`` is None and the local model is not installed.
+        """
         check_int("min_batch", min_batch, 1)
         if (
             isinstance(alert_threshold, bool)
@@ -80,20 +81,32 @@ class SummaryTier(StoredMemory):
                 f"summarizer must be a callable (previous, units) -> str, or None for the local "
                 f"model; got {summarizer!r}"
             )
-        self._summary_tier = tier
-        self.min_batch = min_batch
-        self.alert_threshold = float(alert_threshold)
-        warm_up: Callable[[], object] | None = None
         if summarizer is None:
             from windowkeeper.local._summarizer import default_summarizer
 
             local = default_summarizer()  # raises ModelNotInstalledError with the install command
-            summarizer, warm_up = local, local.load
-        else:
-            from windowkeeper.local._summarizer import LocalSummarizer
+            return local, local.load
+        from windowkeeper.local._summarizer import LocalSummarizer
 
-            if isinstance(summarizer, LocalSummarizer):
-                warm_up = summarizer.load
+        return summarizer, summarizer.load if isinstance(summarizer, LocalSummarizer) else None
+
+    def _init_summary(
+        self,
+        summarizer: Summarizer,
+        warm_up: Callable[[], object] | None,
+        *,
+        summary_tokens: int,
+        min_batch: int,
+        alert_threshold: float,
+        max_levels: int = 3,
+        batch_tokens: int = 2000,
+        condenser: Condenser | None = None,
+        retry: RetryPolicy | None = None,
+        on_error: Callable[[SummaryError], object] | None = None,
+    ) -> None:
+        """Build the keeper from settings :meth:`_summary_settings` checked."""
+        self.min_batch = min_batch
+        self.alert_threshold = float(alert_threshold)
         self.keeper = SummaryKeeper(
             self.counter,
             summarizer,
@@ -132,12 +145,12 @@ class SummaryTier(StoredMemory):
             self._block = (record.version, covers, text, cost)
         return text, cost
 
-    def _request_summary(self, *, pressure: bool, force: bool = False) -> None:
+    def _request_summary(self, *, pressure: bool) -> None:
         """Ask for a summary of the units older than the tier when due (caller holds the lock)."""
         n = len(self._units)
         upto = n - self._summary_tier
         requested = max(self.keeper.requested, min(self.keeper.covers, n))
-        if upto > requested and (force or pressure or upto - requested >= self.min_batch):
+        if upto > requested and (pressure or upto - requested >= self.min_batch):
             self.keeper.request(self._units[requested:upto], upto)
 
     def flush_summary(self, timeout: float | None = None) -> bool:
@@ -148,7 +161,7 @@ class SummaryTier(StoredMemory):
             timeout.
         """
         with self._lock:
-            self._request_summary(pressure=False, force=True)
+            self._request_summary(pressure=True)
         return self.keeper.flush(timeout)
 
 
@@ -226,11 +239,14 @@ class RollingSummary(SummaryTier):
         on_error: Callable[[SummaryError], object] | None = None,
     ) -> None:
         check_int("keep_last", keep_last, 1)
+        chosen, warm_up = self._summary_settings(
+            summarizer, min_batch=min_batch, alert_threshold=alert_threshold
+        )
         super().__init__(counter, store=store, session_id=session_id)
         self.keep_last = keep_last
         self._init_summary(
-            summarizer,
-            tier=keep_last,
+            chosen,
+            warm_up,
             summary_tokens=summary_tokens,
             min_batch=min_batch,
             alert_threshold=alert_threshold,
@@ -240,6 +256,10 @@ class RollingSummary(SummaryTier):
             retry=retry,
             on_error=on_error,
         )
+
+    @property
+    def _summary_tier(self) -> int:
+        return self.keep_last
 
     def __repr__(self) -> str:
         return (

@@ -71,6 +71,7 @@ ENCODINGS: dict[str, dict[str, object]] = {
     "cl100k_base": {
         "sha256": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
         "pat_str": _CL100K_PAT,
+        "lines_add_up": True,  # see TiktokenEncoder.lines_add_up
         "special_tokens": {
             "<|endoftext|>": 100257,
             "<|fim_prefix|>": 100258,
@@ -82,6 +83,7 @@ ENCODINGS: dict[str, dict[str, object]] = {
     "o200k_base": {
         "sha256": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
         "pat_str": _O200K_PAT,
+        "lines_add_up": True,
         "special_tokens": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
     },
 }
@@ -126,7 +128,7 @@ class TiktokenEncoder:
         and BPE never merges across pieces. GPT-2's older pattern would not qualify (it splits
         trailing spaces from the newline differently once text follows).
         """
-        return self._name in ENCODINGS
+        return ENCODINGS[self._name].get("lines_add_up") is True
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         """Numbers of tokens of many texts (tiktoken spreads a batch over threads).
