@@ -16,8 +16,9 @@ import statistics
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from _common import interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,19 +72,6 @@ def json_corpus(n: int = 2_000) -> list[str]:
         }
         out.append(json.dumps(record, indent=rng.choice([None, 2])))
     return out
-
-
-def interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:
-    """Times of each function per round; the functions take turns so drift hits all of them alike."""
-    times: list[list[float]] = [[] for _ in fns]
-    for r in range(repeat):
-        order = list(range(len(fns)))
-        order = order[r % len(fns) :] + order[: r % len(fns)]
-        for i in order:
-            start = time.perf_counter()
-            fns[i]()
-            times[i].append(time.perf_counter() - start)
-    return times
 
 
 def paired_ratio(anchor: list[float], ours: list[float]) -> float:

@@ -35,6 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "locomo10.json"
 CACHE = ROOT / "out" / "locomo_minilm_int8.npz"
+NO_MODEL = {"recency", "bm25", "bm25+neighbours"}
+"""The methods that run without an embedder."""
 METHODS = {
     "recency": "WindowMemory: the newest turns that fit",
     "bm25": "TurnRecall(embedder=None), neighbours off: BM25 alone",
@@ -279,9 +281,7 @@ def main() -> None:
     unknown = [m for m in wanted if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-    embedder = (
-        CachedEmbedder(args.cache) if set(wanted) - {"recency", "bm25", "bm25+neighbours"} else None
-    )
+    embedder = CachedEmbedder(args.cache) if set(wanted) - NO_MODEL else None
     if embedder is not None:  # embed everything once, in batches (the replay then hits the cache)
         texts = [t for c in convs for (_, s, x, _) in c.turns for t in (f"{s}: {x}",)]
         queries = [q for c in convs for q, _, _ in c.questions]

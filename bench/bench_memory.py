@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from _common import rotated  # noqa: E402
+from bench_locomo import DEFAULT_DATA as LOCOMO  # noqa: E402
 from windowkeeper import Budget, Message, TokenCounter  # noqa: E402
 from windowkeeper._assembler import Chunk, ContextAssembler  # noqa: E402
 from windowkeeper._replay import build_memory  # noqa: E402
@@ -96,7 +98,6 @@ WORDS = [
 
 
 DAY0 = date(2020, 1, 1)
-LOCOMO = ROOT.parent / "shared" / "data" / "locomo10.json"
 UTTERANCES: list[str] = []  # real utterances when --text locomo
 
 
@@ -225,8 +226,7 @@ def main() -> None:
         memories = {size: make(strategy, size, counter, rngs[size]) for size in args.sizes}
         times: dict[int, list[float]] = {size: [] for size in args.sizes}
         for i in range(args.turns + 5):
-            order = args.sizes[i % len(args.sizes) :] + args.sizes[: i % len(args.sizes)]
-            for size in order:
+            for size in rotated(args.sizes, i):
                 rng, memory = rngs[size], memories[size]
                 msgs = turn(rng, size + i)
                 t0 = time.perf_counter()

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import interleaved, rotated
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -104,7 +105,7 @@ def turn_latency(turns: int, history: int) -> None:
         "synchronous embedding (`background=False`)": (RecallSettings(background=False), False),
     }
     memories = {}
-    for label, (settings, _) in modes.items():
+    for label, (settings, pause) in modes.items():
         store = MemoryStore()
         for i, (u, a) in enumerate(past):
             store.append(
@@ -120,15 +121,13 @@ def turn_latency(turns: int, history: int) -> None:
         TurnRecall(counter, store=store, embedder=embedder).close()  # embeds and saves the history
         memories[label] = (
             TurnRecall(counter, store=store, embedder=embedder, settings=settings),
-            modes[label][1],
+            pause,
         )
     times: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {
         m: ([], [], [], []) for m in modes
     }
     for n, (user, reply) in enumerate(future):
-        labels = list(modes)
-        labels = labels[n % len(labels) :] + labels[: n % len(labels)]  # take turns: drift hits all
-        for label in labels:
+        for label in rotated(list(modes), n):  # take turns: drift hits all
             memory, pause = memories[label]
             if pause:  # a user who pauses: no other mode's background work running either
                 for other, _ in memories.values():
@@ -188,16 +187,19 @@ def embed_threads(repeat: int) -> None:
     }
     for e in configs.values():
         e.embed(["warm up"])
-    rows = {label: (lambda t, e=e: e.embed([t])) for label, e in configs.items()}
-    cells: dict[str, list[float]] = {}
-    fns: list[Callable[[], object]] = []
-    for fn in rows.values():
-        fns.append(lambda fn=fn: [fn(q) for q in queries])
-        fns.append(lambda fn=fn: [fn(u) for u in units])
-    measured = interleaved(fns, 3)
-    for r, label in enumerate(rows):
-        q_times, u_times = measured[2 * r], measured[2 * r + 1]
-        cells[label] = [1e3 * statistics.median(x) / repeat for x in (q_times, u_times)]
+    fns: list[Callable[[], object]] = [
+        fn
+        for e in configs.values()
+        for fn in (
+            lambda e=e: [e.embed([q]) for q in queries],
+            lambda e=e: [e.embed([u]) for u in units],
+        )
+    ]
+    measured = interleaved(fns, 3)  # per config: its queries, then its turns
+    cells = {
+        label: [1e3 * statistics.median(x) / repeat for x in (q_times, u_times)]
+        for label, q_times, u_times in zip(configs, measured[0::2], measured[1::2], strict=True)
+    }
     from windowkeeper import TokenCounter
 
     counter = TokenCounter("gpt-4o")
@@ -208,18 +210,6 @@ def embed_threads(repeat: int) -> None:
     print("|---|---:|---:|")
     for label, (q, u) in cells.items():
         print(f"| {label} | {q:.1f} ms | {u:.1f} ms |")
-
-
-def interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:
-    times: list[list[float]] = [[] for _ in fns]
-    for r in range(repeat):
-        order = list(range(len(fns)))
-        order = order[r % len(fns) :] + order[: r % len(fns)]
-        for i in order:
-            start = time.perf_counter()
-            fns[i]()
-            times[i].append(time.perf_counter() - start)
-    return times
 
 
 def exact_top(matrix: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
