@@ -88,7 +88,7 @@ class MiniLMEmbedder:
 
     One onnxruntime session serves stored turns and queries, so the model's weights are in memory
     once. By default it runs on two threads that spin briefly between steps: on the 2-core
-    development machine a ~22-token query took 6-7.5 ms that way against 10-11 ms on one
+    development machine a ~22-token query took 6-8 ms that way against 10-11 ms on one
     thread (``bench/bench_recall.py``). Two sessions (one per path) measured slower on both paths:
     the second copy of the weights pushed the first out of the cache.
 
