@@ -27,6 +27,7 @@ import re
 import statistics
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -427,6 +428,17 @@ def real_agreement(rows: int) -> None:
     print(f"\nexact brute force (anchor), same run: {anchor * 1e3:.2f} ms per query")
 
 
+def profile_queries(queries: int) -> None:
+    """onnxruntime's per-kernel trace of ``queries`` query embeddings, written to a temp folder."""
+    from windowkeeper.local._embedder import MiniLMEmbedder
+
+    folder = tempfile.mkdtemp(prefix="windowkeeper-profile-")
+    embedder = MiniLMEmbedder(profile_dir=folder)
+    for i in range(queries):
+        embedder.embed_query(f"what did Caroline say about the adoption agency in week {i}?")
+    print(f"onnxruntime profile of {queries} queries: {embedder.end_profiling()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200)
@@ -438,7 +450,15 @@ def main() -> None:
     )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-search", action="store_true", help="latency only")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile MiniLM's kernels on a few queries; the trace goes to a temporary folder",
+    )
     args = parser.parse_args()
+    if args.profile:
+        profile_queries(args.queries)
+        return
     if not args.skip_latency:
         turn_latency(args.turns, args.history)
         embed_threads(40)

@@ -183,3 +183,27 @@ def test_a_file_of_another_shape_is_refused_by_the_graph_builder(tmp_path: Path)
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(GraphMismatchError):
         fused_model(path)
+
+
+def test_profile_dir_must_be_an_existing_folder(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfigError, match="profile_dir must be an existing folder"):
+        MiniLMEmbedder(profile_dir=tmp_path / "missing")
+    assert MiniLMEmbedder().end_profiling() is None  # off by default: nothing to write
+
+
+@pytest.mark.model
+def test_the_profile_goes_to_profile_dir_never_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    traces = tmp_path / "traces"
+    work.mkdir()
+    traces.mkdir()
+    monkeypatch.chdir(work)
+    embedder = MiniLMEmbedder(profile_dir=traces)
+    embedder.embed_query("where is my parcel?")
+    written = embedder.end_profiling()
+    assert written is not None
+    assert written.parent == traces
+    assert written.is_file()
+    assert list(work.iterdir()) == []

@@ -98,6 +98,9 @@ class MiniLMEmbedder:
         spin: Let idle pool threads spin between steps (faster per text; ``False`` makes them
             sleep, for a process whose other threads need every core).
         fuse: Run the fused graph (the default) rather than the file as shipped.
+        profile_dir: Write onnxruntime's per-kernel profile (a JSON trace, once the session
+            ends) into this existing folder; ``None`` (the default) profiles nothing. It is never
+            written to the working directory.
 
     Raises:
         ModelNotInstalledError: The model package or the tokenizer file is missing.
@@ -116,6 +119,7 @@ class MiniLMEmbedder:
         threads: int | None = None,
         spin: bool = True,
         fuse: bool = True,
+        profile_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
             raise InvalidConfigError(f"max_tokens must be an int from 1 to 256; got {max_tokens!r}")
@@ -128,6 +132,11 @@ class MiniLMEmbedder:
             raise InvalidConfigError(f"spin must be a bool; got {spin!r}")
         if not isinstance(fuse, bool):
             raise InvalidConfigError(f"fuse must be a bool; got {fuse!r}")
+        if profile_dir is not None and not Path(profile_dir).is_dir():
+            raise InvalidConfigError(
+                f"profile_dir must be an existing folder (e.g. tempfile.mkdtemp()) or None; "
+                f"got {str(profile_dir)!r}"
+            )
         model = _model_file()
         if model is None or not model[0].is_file():
             raise ModelNotInstalledError(
@@ -151,6 +160,7 @@ class MiniLMEmbedder:
         self.threads = threads
         self.spin = spin
         self.fuse = fuse
+        self.profile_dir = Path(profile_dir) if profile_dir is not None else None
         self._model_path, self._sha256 = model
         self._tokenizer_path = tokenizer
         self._lock = threading.Lock()
@@ -191,6 +201,9 @@ class MiniLMEmbedder:
                 "session.intra_op.allow_spinning", "1" if self.spin else "0"
             )
             options.log_severity_level = 3
+            if self.profile_dir is not None:  # never the working directory (onnxruntime's default)
+                options.enable_profiling = True
+                options.profile_file_prefix = str(self.profile_dir / "minilm")
             model: str | bytes = str(self._model_path)
             if self.fuse:
                 from windowkeeper.local._minilm_graph import GraphMismatchError, fused_model
@@ -207,6 +220,13 @@ class MiniLMEmbedder:
             self._tokenizer = tokenizer
             self._session = session
             return session, tokenizer
+
+    def end_profiling(self) -> Path | None:
+        """Stop profiling and return the trace file written into ``profile_dir`` (None if off)."""
+        session = self._session
+        if self.profile_dir is None or session is None:
+            return None
+        return Path(session.end_profiling())
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         """The unit-norm embedding of one query, shape ``(384,)`` (``embed([text])[0]``)."""
