@@ -39,6 +39,7 @@ pytest:  ## the test suite (sockets blocked)
 bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand (LoCoMo reads ../shared/data)
 	$(RUN) python bench/bench_counting.py
 	$(RUN) python bench/bench_memory.py
+	$(RUN) python bench/bench_store.py
 	$(RUN) python bench/bench_recall.py
 	$(RUN) python bench/bench_summary.py
 	$(RUN) python bench/bench_locomo.py

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from windowkeeper import InvalidConfigError, InvalidMessageError, Message, ToolCall
 from windowkeeper._units import Unit, group_units, split_system
 from windowkeeper.stores import ConversationStore, MemoryStore, SQLiteStore
+from windowkeeper.stores._sqlite import Durability
 
 
 def _conversation() -> list[Message]:
@@ -80,6 +84,7 @@ def test_store_is_append_only_and_isolated_per_session(store: ConversationStore)
 
 
 def test_sqlite_reopen_returns_every_turn_verbatim(tmp_path: Path) -> None:
+    (tmp_path / "deep").mkdir()  # the store never creates folders
     path = tmp_path / "deep" / "chat.db"
     units = [_unit(i, "s", text="Zoë 🙂 <|endoftext|>") for i in range(20)]
     with SQLiteStore(path) as store:
@@ -93,30 +98,76 @@ def test_sqlite_reopen_returns_every_turn_verbatim(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def _writer(path: str) -> None:
-    store = SQLiteStore(path)
+def _writer(path: str, durability: Durability, committed: ctypes.c_longlong) -> None:
+    store = SQLiteStore(path, durability=durability)
     i = 0
     while True:  # killed from outside, mid-write at some point
         store.append(_unit(i, "k"))
         i += 1
+        committed.value = i  # append returned: unit i - 1 is committed
 
 
-def test_a_killed_writer_leaves_every_committed_unit_readable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability", ["normal", "full"])
+def test_a_killed_writer_leaves_every_committed_unit_readable(
+    tmp_path: Path, durability: Durability
+) -> None:
     path = str(tmp_path / "kill.db")
     ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(target=_writer, args=(path,))
+    # no lock: a process killed while holding it would leave the reader waiting forever
+    committed = ctx.Value("q", 0, lock=False)
+    proc = ctx.Process(target=_writer, args=(path, durability, committed))
     proc.start()
-    import time
-
     deadline = time.time() + 30
-    while time.time() < deadline and (not Path(path).exists() or SQLiteStore(path).count("k") < 20):
+    while time.time() < deadline and committed.value < 20:
         time.sleep(0.05)
-    proc.kill()
+    proc.kill()  # SIGKILL: no clean-up, no atexit, no flush
     proc.join()
+    assert proc.exitcode == -signal.SIGKILL
     units = SQLiteStore(path).units("k")
-    assert len(units) >= 20
+    assert committed.value >= 20
+    assert len(units) >= committed.value  # 0 committed units lost (one more may be in the file)
     assert [u.index for u in units] == list(range(len(units)))
     assert all(u.user.text == f"hi {u.index}" for u in units)
+
+
+@pytest.mark.parametrize(("durability", "level"), [("normal", 1), ("full", 2)])
+def test_sqlite_applies_the_durability_setting(
+    tmp_path: Path, durability: Durability, level: int
+) -> None:
+    with SQLiteStore(tmp_path / "chat.db", durability=durability) as store:
+        assert store.durability == durability
+        # read back through the store's own connection: PRAGMA synchronous is per connection
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == level
+
+
+def test_sqlite_durability_defaults_to_normal(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "chat.db") as store:
+        assert store.durability == "normal"
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("bad", ["fast", "FULL", "", None, 2, ["full"]])
+def test_sqlite_rejects_an_unknown_durability(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(InvalidConfigError) as info:
+        SQLiteStore(tmp_path / "chat.db", durability=bad)  # type: ignore[arg-type]
+    assert str(info.value) == f"durability must be 'normal' or 'full'; got {bad!r}"
+    assert list(tmp_path.iterdir()) == []  # checked before the file is opened
+
+
+def test_sqlite_never_creates_a_missing_folder(tmp_path: Path) -> None:
+    path = tmp_path / "typo" / "deeper" / "chat.db"
+    with pytest.raises(InvalidConfigError, match="does not exist") as info:
+        SQLiteStore(path)
+    assert repr(str(path)) in str(info.value)
+    assert repr(str(path.parent)) in str(info.value)
+    assert "create the folder first" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # no folder, no file
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidConfigError, match="is not a folder"):
+        SQLiteStore(tmp_path / "file" / "chat.db")
+    with SQLiteStore(":memory:", durability="full") as store:  # no folder involved
+        store.append(_unit(0))
+        assert store.count() == 1
 
 
 def test_sqlite_rejects_a_directory_and_a_foreign_file(tmp_path: Path) -> None:

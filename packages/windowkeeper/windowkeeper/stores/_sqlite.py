@@ -8,13 +8,20 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from windowkeeper._messages import messages_from_openai, messages_to_openai
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
 from windowkeeper.stores._base import DEFAULT_SESSION, SummaryRecord, check_append, check_summary
 
-__all__ = ["SQLiteStore"]
+__all__ = ["Durability", "SQLiteStore"]
+
+Durability = Literal["normal", "full"]
+"""How hard a commit is pushed to disk: ``"normal"`` survives a process crash, ``"full"`` power loss."""
+
+# the PRAGMA synchronous level each durability sets (SQLite reads it back as 1 and 2)
+_SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
 
 SCHEMA_VERSION = 2
 # version 1 had only `meta` and `units`; version 2 adds the two tables below (created in place)
@@ -47,24 +54,53 @@ CREATE TABLE IF NOT EXISTS vectors (
 
 
 class SQLiteStore:
-    """Units in one SQLite file (WAL journal, full sync): every committed unit survives a crash.
+    """Units in one SQLite file (WAL journal): every committed unit survives a process crash.
 
-    Each :meth:`append` is one transaction; a process killed mid-write leaves every earlier unit
-    readable. Metadata (turn, timestamp, session id) is stored with the messages, verbatim.
+    Each :meth:`append` is one transaction; a process killed mid-write (even with ``kill -9``)
+    leaves every earlier unit readable. Metadata (turn, timestamp, session id) is stored with the
+    messages, verbatim.
+
+    ``durability`` says what a commit survives:
+
+    - ``"normal"`` (the default; ``PRAGMA synchronous=NORMAL``): every committed unit survives a
+      crash or ``kill -9`` of the process. An OS crash or power loss may roll back the most recent
+      commits, those the OS had not yet written to disk (on Linux, by default, up to about the
+      last half minute; never more than since the last checkpoint). It never loses a unit from the
+      middle and never corrupts the file. The WAL is synced at each checkpoint, not each commit.
+    - ``"full"`` (``PRAGMA synchronous=FULL``): a committed unit also survives an OS crash or power
+      loss, at the price of one fsync per commit, which costs whatever the disk takes to flush.
+
+    The default is ``"normal"``: the failures a chat application meets day to day (a crash, a
+    deploy, an OOM kill) are its own process's, which ``"normal"`` survives, and it keeps storing a
+    turn far cheaper than building the request it serves (about 0.1 ms against 0.5 ms per turn on
+    the 2-core benchmark machine; ``"full"`` added 0.4–0.6 ms there, and 4–7 ms in an earlier
+    measurement on the same machine: the cost of an fsync is the disk's, and it varies).
+    Choose ``"full"`` when a turn must not be lost even if the machine loses power, e.g. when the
+    conversation is the only record of what the user was told.
 
     Args:
-        path: The database file (created with its folder if missing), or ``":memory:"``.
+        path: The database file, or ``":memory:"``. The file is created if missing; its folder
+            must exist (a typo never creates folders).
+        durability: ``"normal"`` or ``"full"``, as above.
+
+    Raises:
+        InvalidConfigError: ``durability`` is not ``"normal"`` or ``"full"``; ``path`` is a folder,
+            is in a folder that does not exist, or is not a windowkeeper store.
 
     Example:
         >>> import os, tempfile
         >>> from windowkeeper import Message
         >>> store = SQLiteStore(os.path.join(tempfile.mkdtemp(), "chat.db"))
         >>> store.append(Unit(index=0, messages=(Message(role="user", content="hi"),)))
-        >>> SQLiteStore(store.path).units()[0].user.text
-        'hi'
+        >>> again = SQLiteStore(store.path, durability="full")
+        >>> again.units()[0].user.text, again.durability
+        ('hi', 'full')
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, durability: Durability = "normal") -> None:
+        if not isinstance(durability, str) or durability not in _SYNCHRONOUS:
+            raise InvalidConfigError(f"durability must be 'normal' or 'full'; got {durability!r}")
+        self._durability: Durability = durability
         self.path = str(path)
         if self.path != ":memory:":
             file = Path(self.path)
@@ -72,12 +108,21 @@ class SQLiteStore:
                 raise InvalidConfigError(
                     f"path must be a database file; got a directory {self.path!r}"
                 )
-            file.parent.mkdir(parents=True, exist_ok=True)
+            if not file.parent.is_dir():  # never created here: a typo must not make folders
+                problem = (
+                    "is not a folder"
+                    if file.parent.exists()
+                    else "does not exist (create the folder first)"
+                )
+                raise InvalidConfigError(
+                    f"path must be a file in an existing folder; got {self.path!r}, whose folder "
+                    f"{str(file.parent)!r} {problem}"
+                )
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -98,6 +143,11 @@ class SQLiteStore:
             raise InvalidConfigError(
                 f"store {self.path!r} has schema version {row[0]}; this windowkeeper reads {SCHEMA_VERSION}"
             )
+
+    @property
+    def durability(self) -> Durability:
+        """What a commit survives: ``"normal"`` (a process crash) or ``"full"`` (power loss too)."""
+        return self._durability
 
     def append(self, unit: Unit) -> None:
         """Store the next unit of its session in one transaction."""
