@@ -119,7 +119,7 @@ def test_async_summarizer_and_bad_input() -> None:
     assert art.facts == ("Async facts.",)
     with pytest.raises(InvalidConfigError, match="max_tokens must be a positive int; got 0"):
         clone_conversation(CONVERSATION, counter=COUNTER, summarizer=fake_summarizer, max_tokens=0)
-    with pytest.raises(InvalidConfigError, match="at least one user turn"):
+    with pytest.raises(InvalidConfigError, match="at least one message after its system prompt"):
         clone_conversation([CONVERSATION[0]], counter=COUNTER, summarizer=fake_summarizer)
     with pytest.raises(InvalidConfigError, match="must return a str"):
         clone_conversation(CONVERSATION, counter=COUNTER, summarizer=lambda p, u: 3)  # type: ignore[arg-type,return-value]

@@ -18,7 +18,7 @@ from windowkeeper import (
     messages_to_openai,
     validate_tool_pairs,
 )
-from windowkeeper._units import split_system
+from windowkeeper._units import group_units, split_system
 from windowkeeper.memory import TokenWindow
 
 from tests.strategies import TOOLS, conversations
@@ -69,9 +69,7 @@ def test_token_window_conforms(messages: list[Message], max_tokens: int, with_to
     assert window.trim(messages, tools=tools) == result  # twice: the same
     assert messages_to_openai(messages, include_metadata=True) == before
     kept = {id(m) for m in result.messages}
-    assert len(result.dropped) + result.kept_units == sum(
-        1 for m in messages if m.role == "user" and m.zone_hint != "rag"
-    )
+    assert len(result.dropped) + result.kept_units == len(group_units(split_system(messages)[1]))
     assert sum(d.tokens for d in result.dropped) == sum(
         COUNTER.count_message(m) for m in messages if id(m) not in kept
     )

@@ -1,5 +1,9 @@
 """The conformance suite, run by every memory through the assembler.
 
+2,000 generated conversations per memory (``WK_CONFORMANCE_EXAMPLES`` changes the number): they
+may open with assistant messages, hold several assistant messages in a row, parallel tool calls
+and system notes mid-way (``tests/strategies.py``).
+
 Within budget (exact count), input unchanged, the user message verbatim (the same object), tool
 calls never split from their results, the system prompt kept and first, nothing stored lost, and the
 same request twice.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -85,7 +90,7 @@ MEMORIES = memories()
 
 @pytest.mark.parametrize("name", sorted(MEMORIES))
 @settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("WK_CONFORMANCE_EXAMPLES", "2000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -140,7 +145,10 @@ def test_memory_conforms(
         )
         for u in out.view.recent:  # whole units only
             assert u.messages == memory.units[u.index].messages  # type: ignore[attr-defined]
-        assert len(memory) == len(history)  # nothing stored lost
+        assert len(memory) == len(history)  # nothing stored lost, nothing changed
+        assert [u.messages for u in memory.units] == [  # type: ignore[attr-defined]
+            tuple(m for m in u.messages if m.zone_hint != "rag") for u in history
+        ]
         again = assembler.assemble(
             turn, system=system, tools=tools, memory=memory, chunks=[Chunk(text=chunk, score=0.5)]
         )

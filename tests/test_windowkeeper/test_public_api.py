@@ -92,6 +92,8 @@ EXPECTED = [
     "WindowkeeperWarning",
     "Zone",
     "as_embedder",
+    "as_message",
+    "as_messages",
     "audit_transcript",
     "breakdown",
     "build_memory",

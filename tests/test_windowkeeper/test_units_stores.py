@@ -44,12 +44,19 @@ def test_units_group_whole_turns() -> None:
     assert "assistant: one" in units[0].text
 
 
-def test_units_reject_messages_before_the_first_user_turn() -> None:
-    with pytest.raises(InvalidMessageError, match="before the first user message") as info:
-        group_units([Message(role="assistant", content="hi"), Message(role="user", content="x")])
-    assert info.value.index == 0
-    with pytest.raises(InvalidMessageError, match="exactly one user message"):
-        Unit(index=0, messages=(Message(role="assistant", content="x"),))
+def test_messages_before_the_first_user_turn_form_a_unit_of_their_own() -> None:
+    greeting = Message(role="assistant", content="hi", metadata={"timestamp": "t0"})
+    units = group_units([greeting, Message(role="user", content="x")])
+    assert [u.user for u in units] == [None, units[1].messages[0]]
+    assert units[0].messages == (greeting,)
+    assert units[0].timestamp == "t0"
+    assert Unit(index=0, messages=(Message(role="assistant", content="x"),)).user is None
+    with pytest.raises(InvalidMessageError, match="at most one user message"):
+        Unit(
+            index=0, messages=(Message(role="user", content="a"), Message(role="user", content="b"))
+        )
+    with pytest.raises(InvalidMessageError, match="at least one message"):
+        Unit(index=0, messages=())
 
 
 def _unit(i: int, session: str | None = None, text: str = "hi") -> Unit:

@@ -9,7 +9,13 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from windowkeeper._budget import Budget, BudgetReport, Dropped
-from windowkeeper._messages import SYSTEM_ROLES, Message, messages_to_openai
+from windowkeeper._messages import (
+    SYSTEM_ROLES,
+    Message,
+    as_message,
+    as_messages,
+    messages_to_openai,
+)
 from windowkeeper._toolselect import ToolSelector, tool_name
 from windowkeeper._units import Unit, group_units
 from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError, InvalidMessageError
@@ -174,16 +180,22 @@ class ContextAssembler:
 
     def assemble(
         self,
-        user: str | Message | Sequence[Message],
+        user: str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]],
         *,
-        system: str | Message | Sequence[Message] | None = None,
+        system: str
+        | Message
+        | Mapping[str, Any]
+        | Sequence[Message | Mapping[str, Any]]
+        | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         memory: Memory | None = None,
-        history: Sequence[Message] | None = None,
+        history: Sequence[Message | Mapping[str, Any]] | None = None,
         chunks: Sequence[Chunk | tuple[str, float]] = (),
         query: str | None = None,
     ) -> Assembled:
         """Build one request.
+
+        Messages may be :class:`Message` objects or OpenAI chat dicts, mixed freely.
 
         Args:
             user: The current user message, or the current turn (the user message followed by
@@ -191,7 +203,8 @@ class ContextAssembler:
             system: The system prompt (text, a message, or system/developer messages).
             tools: Tool schemas offered this turn.
             memory: Where the conversation comes from (summary, recalled and recent units).
-            history: Instead of a memory: earlier messages, kept as the newest whole units that fit.
+            history: Instead of a memory: earlier messages, kept as the newest whole units that
+                fit. It may open with assistant messages; every tool call in it has its result.
             chunks: Retrieved chunks with scores.
             query: What the memory and tool selection match against (default: the user text).
 
@@ -205,7 +218,9 @@ class ContextAssembler:
             raise InvalidConfigError("pass memory or history, not both; got both")
         system_msgs = _system_messages(system)
         current = _current_turn(user)
-        history_units = group_units(list(history)) if history else []
+        history_units = (
+            group_units(as_messages(history, param="history"), finished=True) if history else []
+        )
         query_text = query if query is not None else current[0].text
         tool_list = list(tools or ())
         for t in tool_list:
@@ -227,7 +242,7 @@ class ContextAssembler:
                     f"short by {base - limit}"
                 ),
             )
-        fixed = counter.count_zones_of(base_msgs)
+        fixed = counter.count_zones_of(base_msgs, system=len(system_msgs))
         for zone in ("system", "user"):
             if zone in limits and fixed[zone] > limits[zone]:
                 raise BudgetExceededError(
@@ -282,7 +297,7 @@ class ContextAssembler:
                 *chunk_msgs,
                 *current,
             )
-            zones = counter.count_zones_of(messages, tools=kept_tools)
+            zones = counter.count_zones_of(messages, tools=kept_tools, system=len(system_msgs))
             over = sum(zones.values()) - limit
             if over <= 0:
                 break
@@ -371,25 +386,35 @@ def _chunks(chunks: Sequence[Chunk | tuple[str, float]]) -> list[Chunk]:
     return out
 
 
-def _system_messages(system: str | Message | Sequence[Message] | None) -> list[Message]:
+def _system_messages(
+    system: str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]] | None,
+) -> list[Message]:
     if system is None:
         return []
     if isinstance(system, str):
         return [Message(role="system", content=system)] if system else []
-    msgs = [system] if isinstance(system, Message) else list(system)
+    if isinstance(system, (Message, Mapping)):
+        msgs = [as_message(system, index=0)]
+    else:
+        msgs = as_messages(system, param="system")
     for i, m in enumerate(msgs):
-        if not isinstance(m, Message) or m.role not in SYSTEM_ROLES:
+        if m.role not in SYSTEM_ROLES:
             raise InvalidMessageError(
-                f"system must hold system or developer messages; got {getattr(m, 'role', m)!r}",
-                index=i,
+                f"system must hold system or developer messages; got role {m.role!r}", index=i
             )
     return msgs
 
 
-def _current_turn(user: str | Message | Sequence[Message]) -> list[Message]:
+def _current_turn(
+    user: str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]],
+) -> list[Message]:
     if isinstance(user, str):
         return [Message(role="user", content=user)]
-    msgs = [user] if isinstance(user, Message) else list(user)
+    msgs = (
+        [as_message(user, index=0)]
+        if isinstance(user, (Message, Mapping))
+        else as_messages(user, param="user")
+    )
     if not msgs or msgs[0].role != "user":
         raise InvalidMessageError(
             "user must be the current user message, or the current turn starting with it; "

@@ -10,9 +10,9 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from windowkeeper._messages import Message
+from windowkeeper._messages import Message, as_messages
 from windowkeeper._units import Unit, group_units, split_system
 from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError
 from windowkeeper.memory._base import Summarizer, render_unit
@@ -263,7 +263,7 @@ class CloneArtifact:
 
 
 def clone_conversation(
-    conversation: Sequence[Message] | Sequence[Unit],
+    conversation: Sequence[Message | Mapping[str, Any]] | Sequence[Unit],
     *,
     counter: TokenCounter,
     max_tokens: int = 1_500,
@@ -281,7 +281,8 @@ def clone_conversation(
     code; intent is always kept.
 
     Args:
-        conversation: Messages (a leading system prompt is ignored) or units.
+        conversation: Messages or OpenAI chat dicts (a leading system prompt is ignored), or
+            units. It may open with assistant messages.
         counter: Counts the rendered artifact exactly.
         max_tokens: Budget for the rendered artifact.
         summarizer: ``(previous, units) -> text``; ``None`` uses the local SmolLM2 summariser
@@ -299,7 +300,9 @@ def clone_conversation(
         raise InvalidConfigError(f"max_tokens must be a positive int; got {max_tokens!r}")
     units = _as_units(conversation)
     if not units:
-        raise InvalidConfigError("conversation must hold at least one user turn; got none")
+        raise InvalidConfigError(
+            "conversation must hold at least one message after its system prompt; got none"
+        )
     if summary is None and summarizer is None:
         from windowkeeper.local._summarizer import default_summarizer
 
@@ -390,13 +393,16 @@ def _fit(artifact: CloneArtifact, counter: TokenCounter, max_tokens: int) -> Clo
     return artifact
 
 
-def _as_units(conversation: Sequence[Message] | Sequence[Unit]) -> list[Unit]:
+def _as_units(conversation: Sequence[Message | Mapping[str, Any]] | Sequence[Unit]) -> list[Unit]:
     items = list(conversation)
     if items and all(isinstance(i, Unit) for i in items):
         return [i for i in items if isinstance(i, Unit)]
-    messages = [i for i in items if isinstance(i, Message)]
-    if len(messages) != len(items):
-        raise InvalidConfigError("conversation must be a list of Message or a list of Unit")
+    if any(isinstance(i, Unit) for i in items):
+        raise InvalidConfigError(
+            "conversation must be a list of messages (Message or OpenAI chat dicts) or a list "
+            "of Unit, not both"
+        )
+    messages = as_messages(cast("list[Message | Mapping[str, Any]]", items), param="conversation")
     _, rest = split_system(messages)
     return group_units(rest)
 

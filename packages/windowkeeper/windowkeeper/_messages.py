@@ -23,6 +23,8 @@ __all__ = [
     "Role",
     "TextPart",
     "ToolCall",
+    "as_message",
+    "as_messages",
     "messages_from_openai",
     "messages_to_openai",
     "validate_tool_pairs",
@@ -55,6 +57,9 @@ class TextPart:
     text: str
     """The text, counted with the model's encoding."""
 
+    def __post_init__(self) -> None:
+        _check_str("TextPart.text", self.text)
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ImagePart:
@@ -74,6 +79,20 @@ class ImagePart:
     height: int | None = None
     """Pixel height when known; read from a data URL's header when not given."""
 
+    def __post_init__(self) -> None:
+        _check_str("ImagePart.url", self.url)
+        if self.detail not in _DETAILS:
+            raise InvalidMessageError(
+                f"ImagePart.detail must be one of {list(_DETAILS)}; got {self.detail!r}"
+            )
+        for label, value in (("width", self.width), ("height", self.height)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value <= 0
+            ):
+                raise InvalidMessageError(
+                    f"ImagePart.{label} must be a positive int (pixels) or None; got {value!r}"
+                )
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ReasoningPart:
@@ -86,6 +105,9 @@ class ReasoningPart:
 
     text: str
     """The reasoning text as the provider returned it."""
+
+    def __post_init__(self) -> None:
+        _check_str("ReasoningPart.text", self.text)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -105,8 +127,15 @@ class OtherPart:
     """The original part dict, kept so conversion back to OpenAI is lossless."""
 
     def __post_init__(self) -> None:
-        if self.tokens < 0:
-            raise InvalidMessageError(f"OtherPart.tokens must be >= 0; got {self.tokens!r}")
+        _check_str("OtherPart.kind", self.kind)
+        if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or self.tokens < 0:
+            raise InvalidMessageError(
+                f"OtherPart.tokens must be an int >= 0 (declared cost); got {self.tokens!r}"
+            )
+        if not isinstance(self.data, Mapping):
+            raise InvalidMessageError(
+                f"OtherPart.data must be a dict (the original part); got {type(self.data).__name__}"
+            )
         object.__setattr__(self, "data", _frozen_mapping(self.data))
 
 
@@ -128,6 +157,12 @@ class ToolCall:
     """The tool (function) name."""
     arguments: str = "{}"
     """The arguments as the JSON text the model produced (kept verbatim, even if invalid JSON)."""
+
+    def __post_init__(self) -> None:
+        if self.id is not None:
+            _check_str("ToolCall.id", self.id)
+        _check_str("ToolCall.name", self.name)
+        _check_str("ToolCall.arguments", self.arguments, hint=" (JSON text; json.dumps a dict)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -159,20 +194,37 @@ class Message:
     """Turn index, timestamp, session id, zone hint and anything else; not sent, not compared."""
 
     def __post_init__(self) -> None:
-        if self.role not in _ROLES:
+        if not isinstance(self.role, str) or self.role not in _ROLES:
             raise InvalidMessageError(f"role must be one of {sorted(_ROLES)}; got {self.role!r}")
         content = self.content
         if isinstance(content, str):
             object.__setattr__(self, "content", (TextPart(text=content),) if content else ())
-        elif not isinstance(content, tuple):
-            object.__setattr__(self, "content", tuple(content))
-        for part in self.parts:
-            if not isinstance(part, (TextPart, ImagePart, ReasoningPart, OtherPart)):
-                raise InvalidMessageError(
-                    f"content parts must be TextPart, ImagePart, ReasoningPart or OtherPart; got {part!r}"
-                )
-        if not isinstance(self.tool_calls, tuple):
-            object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+        elif isinstance(content, Iterable) and not isinstance(content, (bytes, Mapping)):
+            if not isinstance(content, tuple) or not all(
+                isinstance(p, _PART_TYPES) for p in content
+            ):
+                parts = tuple(_content_part(p, i) for i, p in enumerate(content))
+                object.__setattr__(self, "content", parts)
+        else:
+            raise InvalidMessageError(
+                "content must be a str or a list of content parts (TextPart, ImagePart, "
+                "ReasoningPart, OtherPart, or OpenAI part dicts such as "
+                f"{{'type': 'text', 'text': ...}}); got {_describe(content)}"
+                + (" (use '' for no content)" if content is None else "")
+            )
+        for label, value in (("name", self.name), ("tool_call_id", self.tool_call_id)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidMessageError(f"{label} must be a str or None; got {_describe(value)}")
+        calls = self.tool_calls
+        if isinstance(calls, (str, bytes, Mapping)) or not isinstance(calls, Iterable):
+            raise InvalidMessageError(
+                "tool_calls must be a list of ToolCall or OpenAI tool-call dicts; got "
+                f"{_describe(calls)}"
+            )
+        if not isinstance(calls, tuple) or not all(isinstance(c, ToolCall) for c in calls):
+            object.__setattr__(
+                self, "tool_calls", tuple(_tool_call(c, i) for i, c in enumerate(calls))
+            )
         if self.tool_calls and self.role != "assistant":
             raise InvalidMessageError(
                 f"tool_calls are only allowed on assistant messages; got role {self.role!r}"
@@ -182,7 +234,10 @@ class Message:
                 "a tool message needs tool_call_id (the id of the call it answers); got "
                 f"{self.tool_call_id!r}"
             )
-        object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+        metadata = self.metadata
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidMessageError(f"metadata must be a dict or None; got {_describe(metadata)}")
+        object.__setattr__(self, "metadata", _frozen_mapping(metadata))
 
     @property
     def parts(self) -> tuple[ContentPart, ...]:
@@ -281,6 +336,58 @@ class Message:
         return out
 
 
+_DETAILS: tuple[str, ...] = get_args(ImageDetail)
+_PART_TYPES = (TextPart, ImagePart, ReasoningPart, OtherPart)
+
+
+def _describe(value: object) -> str:
+    """A value for an error message: its type, and its repr when short."""
+    text = repr(value)
+    return f"{type(value).__name__} {text}" if len(text) <= 60 else type(value).__name__
+
+
+def _check_str(label: str, value: object, *, hint: str = "") -> None:
+    if not isinstance(value, str):
+        raise InvalidMessageError(f"{label} must be a str{hint}; got {_describe(value)}")
+
+
+def _content_part(part: object, position: int) -> ContentPart:
+    """A content part as given, or built from an OpenAI part dict; anything else is refused."""
+    if isinstance(part, _PART_TYPES):
+        return part
+    if isinstance(part, Mapping):
+        try:
+            return _part_from_openai(part)
+        except InvalidMessageError as exc:
+            raise InvalidMessageError(f"content[{position}]: {exc}") from None
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise InvalidMessageError(f"content[{position}] is malformed: {exc!r}") from exc
+    raise InvalidMessageError(
+        f"content[{position}] must be a TextPart, ImagePart, ReasoningPart, OtherPart or an "
+        f"OpenAI part dict; got {_describe(part)}"
+    )
+
+
+def _tool_call(call: object, position: int) -> ToolCall:
+    """A tool call as given, or built from an OpenAI tool-call dict."""
+    if isinstance(call, ToolCall):
+        return call
+    if isinstance(call, Mapping):
+        try:
+            return _call_from_openai(call)
+        except InvalidMessageError as exc:
+            raise InvalidMessageError(f"tool_calls[{position}]: {exc}") from None
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise InvalidMessageError(
+                f"tool_calls[{position}] must look like {{'id': ..., 'type': 'function', "
+                f"'function': {{'name': ..., 'arguments': ...}}}}; got {call!r}"
+            ) from exc
+    raise InvalidMessageError(
+        f"tool_calls[{position}] must be a ToolCall or an OpenAI tool-call dict; got "
+        f"{_describe(call)}"
+    )
+
+
 def _parts_from_openai(content: Any) -> tuple[ContentPart, ...]:
     if content is None:
         return ()
@@ -294,6 +401,8 @@ def _parts_from_openai(content: Any) -> tuple[ContentPart, ...]:
 
 
 def _part_from_openai(part: Mapping[str, Any]) -> ContentPart:
+    if not isinstance(part, Mapping):
+        raise InvalidMessageError(f"a content part must be a dict; got {_describe(part)}")
     kind = part.get("type")
     if kind == "text":
         return TextPart(text=part["text"])
@@ -304,9 +413,9 @@ def _part_from_openai(part: Mapping[str, Any]) -> ContentPart:
         if isinstance(image, str):
             return ImagePart(url=image)
         detail = image.get("detail", "auto")
-        if detail not in get_args(ImageDetail):
+        if detail not in _DETAILS:
             raise InvalidMessageError(
-                f"image_url.detail must be one of {list(get_args(ImageDetail))}; got {detail!r}"
+                f"image_url.detail must be one of {list(_DETAILS)}; got {detail!r}"
             )
         return ImagePart(
             url=image["url"], detail=detail, width=image.get("width"), height=image.get("height")
@@ -369,14 +478,67 @@ def messages_to_openai(
     return [m.to_openai(include_metadata=include_metadata) for m in messages]
 
 
-def validate_tool_pairs(messages: Sequence[Message]) -> None:
+def as_message(item: Message | Mapping[str, Any], *, index: int | None = None) -> Message:
+    """``item`` itself when it is a :class:`Message`; built from an OpenAI chat dict otherwise.
+
+    Raises:
+        InvalidMessageError: ``item`` is neither (names ``index`` and what it got).
+
+    Example:
+        >>> as_message({"role": "assistant", "content": "Hi! How can I help?"}).role
+        'assistant'
+    """
+    if isinstance(item, Message):
+        return item
+    if isinstance(item, Mapping):
+        return Message.from_openai(item, index=index)
+    raise InvalidMessageError(
+        f"expected a Message or an OpenAI chat dict ({{'role': ..., 'content': ...}}); got "
+        f"{_describe(item)}",
+        index=index,
+    )
+
+
+def as_messages(
+    items: Iterable[Message | Mapping[str, Any]], *, param: str = "messages"
+) -> list[Message]:
+    """A list of messages from :class:`Message` objects and OpenAI chat dicts, mixed freely.
+
+    Messages are kept as the very objects given; dicts are converted (the dict is not changed).
+
+    Raises:
+        InvalidMessageError: ``items`` is not a list of messages, or an item is neither a
+            Message nor a chat dict; the error names the position.
+
+    Example:
+        >>> [m.role for m in as_messages([{"role": "user", "content": "hi"},
+        ...                               Message(role="assistant", content="hello")])]
+        ['user', 'assistant']
+    """
+    if isinstance(items, (str, bytes, Mapping, Message)) or not isinstance(items, Iterable):
+        raise InvalidMessageError(
+            f"{param} must be a list of messages (Message objects or OpenAI chat dicts); got "
+            f"{_describe(items)}"
+        )
+    out = items if isinstance(items, list) else list(items)
+    for item in out:
+        if type(item) is not Message:
+            return [as_message(m, index=j) for j, m in enumerate(out)]
+    return cast("list[Message]", out)
+
+
+def validate_tool_pairs(
+    messages: Sequence[Message | Mapping[str, Any]], *, finished: bool = False
+) -> None:
     """Check that every tool result answers an earlier call and every call is answered.
 
-    Calls of the last assistant message may still be pending (no result yet).
+    Calls of the last assistant message may still be pending (no result yet), unless
+    ``finished``: a finished turn (one to store, or history) has every call answered.
 
     Raises:
         InvalidMessageError: Names the index of the first offending message.
     """
+    messages = as_messages(messages)
     pending: dict[str, int] = {}
     for i, msg in enumerate(messages):
         if msg.role == "tool":
@@ -402,3 +564,9 @@ def validate_tool_pairs(messages: Sequence[Message]) -> None:
                 if call.id in pending:
                     raise InvalidMessageError(f"duplicate tool_call id {call.id!r}", index=i)
                 pending[call.id] = i
+    if finished and pending:
+        raise InvalidMessageError(
+            f"assistant tool call(s) {sorted(pending)} have no tool result: a finished turn "
+            "answers every call (store the turn once its tool results are in)",
+            index=min(pending.values()),
+        )

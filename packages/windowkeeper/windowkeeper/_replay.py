@@ -8,10 +8,10 @@ from typing import Any, Literal, get_args
 
 from windowkeeper._assembler import Chunk, ContextAssembler
 from windowkeeper._budget import Budget, BudgetReport
-from windowkeeper._messages import Message
+from windowkeeper._messages import Message, validate_tool_pairs
 from windowkeeper._transcript import Transcript
 from windowkeeper._units import group_units, split_system
-from windowkeeper.exceptions import InvalidConfigError
+from windowkeeper.exceptions import InvalidConfigError, InvalidMessageError
 from windowkeeper.memory._base import Memory
 from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore
 from windowkeeper.tokens._counter import TokenCounter
@@ -126,6 +126,9 @@ def replay_transcript(
 ) -> Replay:
     """Replay a transcript: per turn, assemble the request, then store the finished turn.
 
+    A unit without a user message (an assistant's greeting, say) makes no request: it is stored
+    and shown in the requests that follow.
+
     Each turn's retrieved chunks (``{"zone": "rag"}`` messages) are passed as chunks with their
     ``score`` metadata (or their order); the memory sees only the conversation.
 
@@ -143,10 +146,16 @@ def replay_transcript(
     assembler = ContextAssembler(counter, budget, max_utilization=max_utilization)
     naive_prefix: list[Message] = list(system)
     rows: list[ReplayTurn] = []
-    for unit in group_units(rest):
+    units = group_units(rest)
+    for unit in units:
         chunk_msgs = [m for m in unit.messages if m.zone_hint == "rag"]
         conversation = [m for m in unit.messages if m.zone_hint != "rag"]
         user = unit.user
+        if user is None:  # said before the next user turn (a greeting): no request, just stored
+            if conversation and (unit is not units[-1] or _finished(conversation)):
+                memory.add(conversation)
+                naive_prefix.extend(conversation)
+            continue
         n = len(chunk_msgs)
         chunks = [
             Chunk(
@@ -174,7 +183,8 @@ def replay_transcript(
         rows.append(row)
         if on_turn is not None:
             on_turn(row)
-        memory.add(conversation)
+        if unit is not units[-1] or _finished(conversation):  # a last call still open: not stored
+            memory.add(conversation)
         naive_prefix.extend(conversation[1:])
         if settle is not None:
             settle(memory)
@@ -184,6 +194,15 @@ def replay_transcript(
         budget=budget,
         turns=tuple(rows),
     )
+
+
+def _finished(messages: list[Message]) -> bool:
+    """Whether every tool call of ``messages`` has its result."""
+    try:
+        validate_tool_pairs(messages, finished=True)
+    except InvalidMessageError:
+        return False
+    return True
 
 
 def _score(message: Message, *, default: float) -> float:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from windowkeeper._messages import SYSTEM_ROLES, Message, validate_tool_pairs
+from windowkeeper._messages import SYSTEM_ROLES, Message, as_messages, validate_tool_pairs
 from windowkeeper.exceptions import InvalidMessageError
 
 __all__ = ["Unit", "group_units", "split_system"]
@@ -18,34 +19,53 @@ class Unit:
     Retrieved chunks (``metadata={"zone": "rag"}``) sent just before the user message belong to
     the unit too. A unit is never split: keeping it keeps every tool call with its results.
 
+    A unit may also hold no user message: what was said before the next user turn, such as an
+    assistant's greeting that opens a conversation, a notice the assistant sends on its own, or
+    a tool exchange and a system note before the user speaks. Such a unit (``user`` is ``None``)
+    is stored, shown, summarised and recalled like any other.
+
     Example:
         >>> u = Unit(index=0, messages=(Message(role="user", content="hi"),))
         >>> u.user.text
         'hi'
+        >>> Unit(index=0, messages=(Message(role="assistant", content="Hi! How can I help?"),)).user
     """
 
     index: int
     """Position in the conversation, 0-based."""
     messages: tuple[Message, ...]
-    """The messages in order; exactly one is the (non-RAG) user message."""
+    """The messages in order; at most one is the (non-RAG) user message, and it opens the turn."""
     session_id: str | None = None
     """Conversation this unit belongs to."""
     timestamp: str | None = None
-    """When the user message was sent, as given in its metadata."""
+    """When the unit began (the user message's, else the first message's ``timestamp``
+    metadata), as given."""
 
     def __post_init__(self) -> None:
-        users = [m for m in self.messages if m.role == "user" and m.zone_hint != "rag"]
-        if len(users) != 1:
+        if not isinstance(self.index, int) or isinstance(self.index, bool) or self.index < 0:
+            raise InvalidMessageError(f"unit index must be an int >= 0; got {self.index!r}")
+        if not self.messages:
             raise InvalidMessageError(
-                f"a unit holds exactly one user message; unit {self.index} has {len(users)}"
+                f"a unit holds at least one message; unit {self.index} has none"
             )
-        if self.index < 0:
-            raise InvalidMessageError(f"unit index must be >= 0; got {self.index!r}")
+        users = sum(1 for m in self.messages if m.role == "user" and m.zone_hint != "rag")
+        if users > 1:
+            raise InvalidMessageError(
+                f"a unit holds at most one user message; unit {self.index} has {users}"
+            )
 
     @property
-    def user(self) -> Message:
-        """The user message that opens the turn."""
-        return next(m for m in self.messages if m.role == "user" and m.zone_hint != "rag")
+    def user(self) -> Message | None:
+        """The user message that opens the turn (``None`` for a unit said before a user turn)."""
+        return next((m for m in self.messages if m.role == "user" and m.zone_hint != "rag"), None)
+
+    @property
+    def lead(self) -> Message:
+        """The message the unit is about: its user message, else its first non-RAG message."""
+        user = self.user
+        if user is not None:
+            return user
+        return next((m for m in self.messages if m.zone_hint != "rag"), self.messages[0])
 
     @property
     def text(self) -> str:
@@ -57,12 +77,15 @@ class Unit:
         return "\n".join(lines)
 
 
-def split_system(messages: Sequence[Message]) -> tuple[list[Message], list[Message]]:
+def split_system(
+    messages: Sequence[Message | Mapping[str, Any]],
+) -> tuple[list[Message], list[Message]]:
     """Leading system (and developer) messages, and the rest.
 
     A system-role message marked with another zone (a retrieved chunk, a memory block) ends the
-    leading block.
+    leading block. OpenAI chat dicts are accepted and converted.
     """
+    messages = as_messages(messages)
     i = 0
     while (
         i < len(messages)
@@ -74,21 +97,36 @@ def split_system(messages: Sequence[Message]) -> tuple[list[Message], list[Messa
 
 
 def group_units(
-    messages: Sequence[Message], *, session_id: str | None = None, start_index: int = 0
+    messages: Sequence[Message | Mapping[str, Any]],
+    *,
+    session_id: str | None = None,
+    start_index: int = 0,
+    finished: bool = False,
 ) -> list[Unit]:
     """Group a conversation (without its leading system messages) into units.
 
     A unit starts at each user message (with the RAG chunks right before it) and runs to the next.
+    Messages before the first user message (an assistant's greeting, a system note, a tool
+    exchange) form a unit of their own without a user message. OpenAI chat dicts are accepted.
+
+    Args:
+        messages: The conversation, oldest first.
+        session_id: Recorded on every unit (else each unit's user message's ``session_id``).
+        start_index: Index of the first unit.
+        finished: Every tool call must have its result (the last turn too): the units are to be
+            stored, not sent as the turn in progress.
 
     Raises:
-        InvalidMessageError: Messages before the first user message, or broken tool pairs; the
-            error names the offending index.
+        InvalidMessageError: Broken tool pairs (a result without its call, a call without its
+            result before the next message, or at the end when ``finished``); the error names
+            the offending index.
     """
-    validate_tool_pairs(messages)
+    messages = as_messages(messages)
+    validate_tool_pairs(messages, finished=finished)
     units: list[Unit] = []
     current: list[Message] = []
     pending_rag: list[Message] = []
-    for i, message in enumerate(messages):
+    for message in messages:
         if message.zone_hint == "rag":
             pending_rag.append(message)
             continue
@@ -98,30 +136,22 @@ def group_units(
             current = [*pending_rag, message]
             pending_rag = []
             continue
-        if not current:
-            raise InvalidMessageError(
-                f"a {message.role} message comes before the first user message; units start on a "
-                "user turn (pass leading system messages separately)",
-                index=i,
-            )
         current.extend(pending_rag)
         pending_rag = []
         current.append(message)
-    if pending_rag:
-        if not current:
-            raise InvalidMessageError(
-                "retrieved chunks with no user message to belong to", index=len(messages) - 1
-            )
-        current.extend(pending_rag)
+    current.extend(pending_rag)  # chunks after the last message belong to the last unit
     if current:
         units.append(_unit(current, start_index + len(units), session_id))
     return units
 
 
 def _unit(messages: list[Message], index: int, session_id: str | None) -> Unit:
-    user = next(m for m in messages if m.role == "user" and m.zone_hint != "rag")
-    stamp = user.metadata.get("timestamp")
-    session = session_id if session_id is not None else user.metadata.get("session_id")
+    lead = next(
+        (m for m in messages if m.role == "user" and m.zone_hint != "rag"),
+        next((m for m in messages if m.metadata.get("timestamp") is not None), messages[0]),
+    )
+    stamp = lead.metadata.get("timestamp")
+    session = session_id if session_id is not None else lead.metadata.get("session_id")
     return Unit(
         index=index,
         messages=tuple(messages),

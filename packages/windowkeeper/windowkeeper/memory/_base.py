@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from windowkeeper._budget import Dropped
-from windowkeeper._messages import Message
+from windowkeeper._messages import Message, validate_tool_pairs
 from windowkeeper._units import Unit, group_units
 from windowkeeper.exceptions import InvalidConfigError, InvalidMessageError
 from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore, StateStore
@@ -197,7 +197,7 @@ class Memory(Protocol):
         """Units stored for the session."""
         ...
 
-    def add(self, messages: Sequence[Message] | Unit) -> Unit:
+    def add(self, messages: Sequence[Message | Mapping[str, Any]] | Unit) -> Unit:
         """Store one finished turn (the user message and everything that answered it)."""
         ...
 
@@ -297,38 +297,49 @@ class StoredMemory:
             zone="history", what=what, tokens=self.tokens_between(start, stop), reason=reason
         )
 
-    def add(self, messages: Sequence[Message] | Unit) -> Unit:
+    def add(self, messages: Sequence[Message | Mapping[str, Any]] | Unit) -> Unit:
         """Store one finished turn as the session's next unit and return it.
 
+        A turn is a user message and everything that answered it; what is said before the next
+        user message (an assistant's greeting, a notice, a system note) is a unit too, without a
+        user message. Messages may be :class:`Message` objects or OpenAI chat dicts.
+
         Raises:
-            InvalidMessageError: ``messages`` is not exactly one turn (one user message first,
-                tool calls with their results).
+            InvalidMessageError: ``messages`` is not one unit (several user turns: use
+                :meth:`extend`), or a tool call has no result, or a result no call; the error
+                names the position.
         """
-        with self._lock:
-            index = len(self._units)
-            if isinstance(messages, Unit):
-                unit = Unit(
-                    index=index,
-                    messages=messages.messages,
-                    session_id=self.session_id,
-                    timestamp=messages.timestamp,
+        if isinstance(messages, Unit):
+            validate_tool_pairs(messages.messages, finished=True)
+            source = messages
+        else:
+            units = group_units(messages, session_id=self.session_id, finished=True)
+            if len(units) != 1:
+                raise InvalidMessageError(
+                    f"messages must be one turn (a user message and its replies, or what was said "
+                    f"before the next user message); got {len(units)} units: store a whole "
+                    "conversation with extend()"
                 )
-            else:
-                units = group_units(list(messages), session_id=self.session_id, start_index=index)
-                if len(units) != 1:
-                    raise InvalidMessageError(
-                        f"messages must be exactly one turn (one user message and its replies); "
-                        f"got {len(units)} turns"
-                    )
-                unit = units[0]
+            source = units[0]
+        with self._lock:
+            unit = Unit(
+                index=len(self._units),
+                messages=source.messages,
+                session_id=self.session_id,
+                timestamp=source.timestamp,
+            )
             self.store.append(unit)
             self._units.append(unit)
         self._on_add(unit)
         return unit
 
-    def extend(self, messages: Sequence[Message]) -> list[Unit]:
-        """Store a whole conversation (without its system prompt), turn by turn."""
-        units = group_units(list(messages))
+    def extend(self, messages: Sequence[Message | Mapping[str, Any]]) -> list[Unit]:
+        """Store a whole conversation (without its system prompt), unit by unit.
+
+        The conversation is checked whole before anything is stored: a broken tool pair stores
+        nothing. It may open with assistant messages and carry system messages anywhere.
+        """
+        units = group_units(messages, session_id=self.session_id, finished=True)
         return [self.add(u) for u in units]
 
     def _on_add(self, unit: Unit) -> None:

@@ -139,8 +139,12 @@ class RecallSettings:
     def __post_init__(self) -> None:
         if self.fusion not in ("score", "rrf"):
             raise InvalidConfigError(f"fusion must be 'score' or 'rrf'; got {self.fusion!r}")
-        check_number("lexical_weight", self.lexical_weight, 0.0)
-        check_number("dense_weight", self.dense_weight, 0.0)
+        for name, weight in (
+            ("lexical_weight", self.lexical_weight),
+            ("dense_weight", self.dense_weight),
+        ):
+            if check_number(name, weight, 0.0) == float("inf"):
+                raise InvalidConfigError(f"{name} must be a finite number >= 0; got {weight!r}")
         if self.lexical_weight == 0 and self.dense_weight == 0:
             raise InvalidConfigError(
                 "lexical_weight and dense_weight must not both be 0; got 0 and 0"
@@ -150,7 +154,9 @@ class RecallSettings:
         check_int("neighbor_reach", self.neighbor_reach, 0)
         check_number("neighbor_decay", self.neighbor_decay, 0.0, 1.0)
         check_number("context_weight", self.context_weight, 0.0, 1.0)
-        check_number("k1", self.k1, 0.0)
+        # 0 < k1 < inf: 0 ignores term frequency, inf makes every score NaN.
+        if not 0.0 < check_number("k1", self.k1, 0.0) < float("inf"):
+            raise InvalidConfigError(f"k1 must be a finite number > 0; got {self.k1!r}")
         check_number("b", self.b, 0.0, 1.0)
         if not isinstance(self.stemming, bool):
             raise InvalidConfigError(f"stemming must be a bool; got {self.stemming!r}")
@@ -495,7 +501,8 @@ class RecallIndex:
         weights: dict[str, float] = dict(Counter(self._lexical.terms(query)))
         context_text = ""
         if context is not None and s.context_weight > 0:
-            context_text = context.user.text
+            user = context.user  # a unit without one (a greeting) is searched by its own text
+            context_text = user.text if user is not None else context.text
             for term in self._context_terms(context):
                 weights[term] = weights.get(term, 0.0) + s.context_weight
         vector = None

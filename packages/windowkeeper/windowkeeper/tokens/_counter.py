@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from windowkeeper._checks import check_int
 from windowkeeper._messages import (
     SYSTEM_ROLES,
     ImagePart,
@@ -14,6 +15,8 @@ from windowkeeper._messages import (
     OtherPart,
     ReasoningPart,
     TextPart,
+    as_message,
+    as_messages,
 )
 from windowkeeper._profiles import ModelProfile, ModelRegistry, default_registry
 from windowkeeper.exceptions import ApproximateCountWarning, InvalidConfigError, InvalidMessageError
@@ -111,14 +114,17 @@ class TokenCounter:
 
     # -------------------------------------------------------------------------------- messages
 
-    def count_message(self, message: Message) -> int:
+    def count_message(self, message: Message | Mapping[str, Any]) -> int:
         """Tokens one message adds to a request: content, role, name, tool calls and framing.
 
-        Cached: the same message (or an equal one) is counted once.
+        Cached: the same message (or an equal one) is counted once. An OpenAI chat dict is
+        converted first.
         """
         hit = self._by_id.get(id(message))
         if hit is not None and hit[0] is message:
             return hit[1]
+        if not isinstance(message, Message):
+            message = as_message(message)
         n = self._by_content.get(message)
         if n is None:
             n = self._count_message(message)
@@ -158,14 +164,21 @@ class TokenCounter:
         if message.name:
             n += count(message.name) + fmt.tokens_per_name
         for call in message.tool_calls:
+            # API-checked for legacy function calls (id None); an id is counted in full: the
+            # cookbook rule encodes every string field (docs: accounting, unverified rules)
             n += count(call.name) + count(call.arguments) + 3
+            if call.id is not None:
+                n += count(call.id)
+        if message.tool_call_id is not None:
+            # upper bound of the conventions: the cookbook encodes it, LangChain adds a flat 3
+            n += max(count(message.tool_call_id), 3)
         if message.role == "function":
             n -= 2
         return n
 
     def count_messages(
         self,
-        messages: Iterable[Message],
+        messages: Iterable[Message | Mapping[str, Any]],
         *,
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: ToolChoice = None,
@@ -177,21 +190,26 @@ class TokenCounter:
             >>> counter.count_messages([Message(role="system", content="hello")])
             8
         """
+        if isinstance(messages, (str, bytes, Mapping, Message)) or not isinstance(
+            messages, Iterable
+        ):
+            messages = as_messages(messages)  # raises: not a list of messages
         messages = messages if isinstance(messages, Sequence) else list(messages)
         total = sum(self._counts(messages)) + self._format.reply_priming
         if tools or tool_choice is not None:
-            total += self._tools_zone(messages, tools, tool_choice)
+            total += self._tools_zone(as_messages(messages), tools, tool_choice)
         return total
 
-    def _counts(self, messages: Sequence[Message]) -> list[int]:
+    def _counts(self, messages: Sequence[Message | Mapping[str, Any]]) -> list[int]:
         """Per-message counts; the hot path of a re-count is one dict lookup per known message."""
         by_id = self._by_id
         out = []
-        for message in messages:
+        for i, message in enumerate(messages):
             hit = by_id.get(id(message))
-            out.append(
-                hit[1] if hit is not None and hit[0] is message else self.count_message(message)
-            )
+            if hit is not None and hit[0] is message:
+                out.append(hit[1])
+            else:
+                out.append(self.count_message(as_message(message, index=i)))
         return out
 
     def count_tools(
@@ -241,10 +259,11 @@ class TokenCounter:
 
     def count_zones_of(
         self,
-        messages: Sequence[Message],
+        messages: Sequence[Message | Mapping[str, Any]],
         *,
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: ToolChoice = None,
+        system: int | None = None,
     ) -> dict[str, int]:
         """Split a request's exact prompt count into zones; the values sum to the request's count.
 
@@ -253,7 +272,19 @@ class TokenCounter:
         the system role) are ``history``; the last user message (with the reply priming) is
         ``user``; the rest is ``history``;
         tool schemas, tool choice and their interaction with the system message are ``tools``.
+        OpenAI chat dicts are accepted.
+
+        Args:
+            messages: The request's messages.
+            tools: Its tool schemas.
+            tool_choice: Its tool choice.
+            system: How many leading messages are the system prompt, when the caller knows
+                (the assembler does: a stored system note right after the prompt is history).
+                Default: every leading system or developer message.
         """
+        messages = as_messages(messages)
+        if system is not None:
+            check_int("system", system, 0, len(messages))
         zones = {
             "system": 0,
             "tools": 0,
@@ -270,7 +301,7 @@ class TokenCounter:
             if message.zone_hint in ("rag", "history"):
                 zone = message.zone_hint
                 leading = False
-            elif leading and message.role in SYSTEM_ROLES:
+            elif (i < system) if system is not None else (leading and message.role in SYSTEM_ROLES):
                 zone = "system"
             elif i == last_user:
                 zone = "user"
