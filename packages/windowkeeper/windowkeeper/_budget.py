@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import enum
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, Literal, Never, TypeAlias, get_args
 
+from windowkeeper._checks import check_int
 from windowkeeper._profiles import ModelProfile, ModelRegistry, default_registry
 from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError
 
@@ -22,6 +26,32 @@ when the prompt plus the generation reserve no longer fit the window."""
 ZONES: tuple[Zone, ...] = get_args(Zone)
 PROMPT_ZONES: tuple[PromptZone, ...] = get_args(PromptZone)
 LEVELS: tuple[Level, ...] = get_args(Level)
+
+
+class _FromProfile(enum.Enum):
+    """Marks a setting taken from the model's profile unless given."""
+
+    PROFILE = "the profile's"
+
+
+def _refuse_unknown_keywords(
+    unknown: Mapping[str, object], function: Callable[..., object]
+) -> None:
+    """Raise for keywords ``function`` does not take, naming the allowed ones and the closest."""
+    allowed = [
+        name
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    name = sorted(unknown)[0]
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.5)
+    if not close:  # a fragment of a longer name ("reserve")
+        close = [a for a in allowed if name in a][:1]
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise InvalidConfigError(
+        f"{function.__qualname__}() got an unknown keyword {name}={unknown[name]!r}; "
+        f"the keywords are {', '.join(allowed)}{hint}"
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -130,16 +160,20 @@ class Budget:
     """Model name for reports."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.context_window, int) or self.context_window <= 0:
-            raise InvalidConfigError(
-                f"context_window must be a positive int; got {self.context_window!r}"
-            )
-        if not isinstance(self.generation_reserve, int) or not (
-            0 <= self.generation_reserve < self.context_window
+        check_int("context_window", self.context_window, 1)
+        reserve = self.generation_reserve
+        if (
+            isinstance(reserve, bool)
+            or not isinstance(reserve, int)
+            or not 0 <= reserve < self.context_window
         ):
             raise InvalidConfigError(
                 f"generation_reserve must be between 0 and context_window ({self.context_window}) "
-                f"exclusive; got {self.generation_reserve!r}"
+                f"exclusive; got {reserve!r}"
+            )
+        if not isinstance(self.zone_limits, Mapping):
+            raise InvalidConfigError(
+                f"zone_limits must be a mapping of zone to tokens; got {self.zone_limits!r}"
             )
         limits = dict(self.zone_limits)
         for zone, limit in limits.items():
@@ -147,29 +181,37 @@ class Budget:
                 raise InvalidConfigError(
                     f"zone_limits keys must be among {list(PROMPT_ZONES)}; got {zone!r}"
                 )
-            if not isinstance(limit, int) or limit < 0 or limit > self.context_window:
+            if (
+                isinstance(limit, bool)
+                or not isinstance(limit, int)
+                or not 0 <= limit <= self.context_window
+            ):
                 raise InvalidConfigError(
-                    f"zone_limits[{zone!r}] must be between 0 and context_window "
+                    f"zone_limits[{zone!r}] must be an int between 0 and context_window "
                     f"({self.context_window}); got {limit!r}"
                 )
         object.__setattr__(self, "zone_limits", MappingProxyType(limits))
         for label in ("alert_threshold", "act_threshold"):
             value = getattr(self, label)
-            if not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise InvalidConfigError(f"{label} must be in (0, 1]; got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+                raise InvalidConfigError(f"{label} must be a number in (0, 1]; got {value!r}")
         if self.alert_threshold > self.act_threshold:
             raise InvalidConfigError(
                 f"alert_threshold must be <= act_threshold ({self.act_threshold}); "
                 f"got {self.alert_threshold!r}"
             )
-        if (
-            self.effective_window is not None
-            and not 0 < self.effective_window <= self.context_window
+        window = self.effective_window
+        if window is not None and (
+            isinstance(window, bool)
+            or not isinstance(window, int)
+            or not 0 < window <= self.context_window
         ):
             raise InvalidConfigError(
-                f"effective_window must be between 1 and context_window ({self.context_window}); "
-                f"got {self.effective_window!r}"
+                f"effective_window must be None or an int between 1 and context_window "
+                f"({self.context_window}); got {window!r}"
             )
+        if self.model is not None and not isinstance(self.model, str):
+            raise InvalidConfigError(f"model must be a str or None; got {self.model!r}")
 
     @classmethod
     def for_model(
@@ -178,28 +220,47 @@ class Budget:
         *,
         generation_reserve: int | None = None,
         registry: ModelRegistry | None = None,
-        **kwargs: Any,
+        zone_limits: Mapping[PromptZone, int] | None = None,
+        alert_threshold: float = 0.70,
+        act_threshold: float = 0.80,
+        effective_window: int | _FromProfile | None = _FromProfile.PROFILE,
+        **unknown: Never,
     ) -> Budget:
         """A budget for a registered model: its window and effective window.
 
-        ``generation_reserve`` defaults to the model's output cap, at most 4,096 tokens.
+        ``generation_reserve`` defaults to the model's output cap, at most 4,096 tokens;
+        ``effective_window`` to the profile's (``None`` for none). The other keywords are
+        :class:`Budget`'s fields.
+
+        Raises:
+            InvalidConfigError: A keyword is unknown (the message names the closest one) or a
+                value is out of range.
+            UnknownModelError: ``model`` has no profile.
 
         Example:
             >>> Budget.for_model("gpt-4o").context_window
             128000
         """
+        if unknown:  # a misspelt keyword: a type error for mypy, a clear message at run time
+            _refuse_unknown_keywords(unknown, cls.for_model)
         profile = (registry or default_registry()).get(model)
         reserve = (
             min(profile.max_output_tokens, 4096)
             if generation_reserve is None
             else generation_reserve
         )
-        kwargs.setdefault("effective_window", profile.effective_window)
         return cls(
             context_window=profile.context_window,
             generation_reserve=reserve,
+            zone_limits={} if zone_limits is None else zone_limits,
+            alert_threshold=alert_threshold,
+            act_threshold=act_threshold,
+            effective_window=(
+                profile.effective_window
+                if isinstance(effective_window, _FromProfile)
+                else effective_window
+            ),
             model=profile.name,
-            **kwargs,
         )
 
     @property
@@ -240,8 +301,7 @@ class Budget:
                 raise InvalidConfigError(
                     f"zones keys must be among {list(PROMPT_ZONES)}; got {zone!r}"
                 )
-            if not isinstance(n, int) or n < 0:
-                raise InvalidConfigError(f"zones[{zone!r}] must be an int >= 0; got {n!r}")
+            check_int(f"zones[{zone!r}]", n, 0)
         counts: dict[Zone, int] = {z: int(zones.get(z, 0)) for z in PROMPT_ZONES}
         counts["reserve"] = self.generation_reserve
         prompt = sum(counts[z] for z in PROMPT_ZONES)

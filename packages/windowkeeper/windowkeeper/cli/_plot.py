@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from windowkeeper._budget import PROMPT_ZONES, Budget, Zone
 from windowkeeper._transcript import TranscriptAudit
+from windowkeeper.exceptions import InvalidConfigError
 
 if TYPE_CHECKING:
     from windowkeeper._replay import Replay
 
-__all__ = ["plot_creep", "plot_replay"]
+__all__ = ["check_plot_path", "plot_creep", "plot_replay"]
 
 _COLOURS = {
     "system": "#4e79a7",
@@ -33,6 +34,28 @@ def _pyplot() -> tuple[Any, Any]:
     except ImportError as exc:
         raise ImportError("--plot needs matplotlib: pip install 'windowkeeper[plot]'") from exc
     return matplotlib, plt
+
+
+def check_plot_path(path: str, *, flag: str = "--plot") -> Path:
+    """``path`` when matplotlib can write a chart to it; checked before any work is done.
+
+    Raises:
+        InvalidConfigError: The file name's extension is not a format matplotlib writes (the
+            message names ``flag``, the value and the formats).
+        ImportError: matplotlib is not installed (with the install command).
+    """
+    _pyplot()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    # pgf is left out: writing it needs a LaTeX installation.
+    formats = sorted(set(FigureCanvasBase.get_supported_filetypes()) - {"pgf"})
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise InvalidConfigError(
+            f"{flag} must name a file ending in one of {', '.join('.' + f for f in formats)} "
+            f"(the chart's format is taken from it); got {path!r}"
+        )
+    return Path(path)
 
 
 def _zone_chart(

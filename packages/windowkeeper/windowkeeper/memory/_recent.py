@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from windowkeeper._checks import check_int
 from windowkeeper.memory._base import MemoryView, StoredMemory
 
 __all__ = ["WindowMemory"]
@@ -30,9 +31,14 @@ class WindowMemory(StoredMemory):
     """
 
     def view(self, query: str = "", *, budget: int) -> MemoryView:
-        """The newest units that fit ``budget`` (``query`` is not used by this strategy)."""
+        """The newest units that fit ``budget`` (``query`` is not used by this strategy).
+
+        Raises:
+            InvalidConfigError: ``budget`` is not an int >= 0.
+        """
+        check_int("budget", budget, 0)
         with self._lock:
-            recent, used = self.newest_fitting(max(budget, 0))
+            recent, used = self.newest_fitting(budget)
             dropped = self.dropped_runs(
                 (u.index for u in recent),
                 reason="older than the newest units that fit the history budget",

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from windowkeeper._checks import check_int, check_number
 from windowkeeper.exceptions import InvalidConfigError
 
 __all__ = ["CreepProjection", "fit_creep", "project_creep"]
@@ -40,11 +41,19 @@ class CreepProjection:
     def turns_until(self, threshold: float) -> int | None:
         """First turn after which utilization is at least ``threshold``; ``None`` if never.
 
-        Returns 0 when the fixed part alone already reaches it.
+        ``threshold`` is a share of the window, above 0 and at most 1 (1 is the full window; a
+        prompt can never be longer). Returns 0 when the fixed part alone already reaches it.
+
+        Raises:
+            InvalidConfigError: ``threshold`` is not a number in (0, 1].
         """
-        if not 0 < threshold <= 10:
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not 0 < threshold <= 1  # also refuses NaN
+        ):
             raise InvalidConfigError(
-                f"threshold must be a utilization in (0, 10]; got {threshold!r}"
+                f"threshold must be a share of the window in (0, 1]; got {threshold!r}"
             )
         target = threshold * self.context_window
         if self.fixed >= target:
@@ -75,16 +84,15 @@ def project_creep(
         user_per_turn: Average user message tokens.
         reply_per_turn: Average reply tokens (tool calls and results included).
     """
-    if context_window <= 0:
-        raise InvalidConfigError(f"context_window must be a positive int; got {context_window!r}")
+    check_int("context_window", context_window, 1)
     for label, value in (
         ("fixed", fixed),
         ("rag_per_turn", rag_per_turn),
         ("user_per_turn", user_per_turn),
         ("reply_per_turn", reply_per_turn),
     ):
-        if value < 0:
-            raise InvalidConfigError(f"{label} must be >= 0; got {value!r}")
+        if check_number(label, value, 0.0) == math.inf:
+            raise InvalidConfigError(f"{label} must be a finite number >= 0; got {value!r}")
     return CreepProjection(
         context_window=context_window,
         fixed=fixed,
@@ -104,8 +112,12 @@ def fit_creep(prompt_tokens_per_turn: Sequence[int], *, context_window: int) -> 
         raise InvalidConfigError(
             f"prompt_tokens_per_turn needs at least 2 turns to fit a slope; got {n}"
         )
-    if context_window <= 0:
-        raise InvalidConfigError(f"context_window must be a positive int; got {context_window!r}")
+    check_int("context_window", context_window, 1)
+    for i, tokens in enumerate(prompt_tokens_per_turn):
+        if check_number(f"prompt_tokens_per_turn[{i}]", tokens, 0.0) == math.inf:
+            raise InvalidConfigError(
+                f"prompt_tokens_per_turn[{i}] must be a finite number >= 0; got {tokens!r}"
+            )
     xs = range(1, n + 1)
     mean_x = (n + 1) / 2
     mean_y = sum(prompt_tokens_per_turn) / n

@@ -217,7 +217,8 @@ class HFTokenizerEncoder:
     """Exact counts for any model that publishes a Hugging Face ``tokenizer.json``.
 
     Needs the ``hf`` extra (``pip install 'windowkeeper[hf]'``). Special tokens are not added:
-    the chat template's overhead is counted by the profile's chat rules.
+    the chat template's overhead is counted by the profile's chat rules. Padding and truncation
+    set in the file are turned off, so a count is the text's own length.
 
     Example: ``TokenCounter("llama-3.1-8b-instruct", encoder=HFTokenizerEncoder("tokenizer.json"))``.
     """
@@ -236,9 +237,14 @@ class HFTokenizerEncoder:
                 "pip install 'windowkeeper[hf]'"
             ) from exc
         try:
-            self._tokenizer = Tokenizer.from_file(str(file))
+            tokenizer = Tokenizer.from_file(str(file))
         except Exception as exc:
             raise EncodingError(f"cannot load tokenizer file {str(file)!r}: {exc}") from exc
+        # A tokenizer.json saved for a model often pads or truncates every encoding to a fixed
+        # length (MiniLM's: 128); a count must see the text as it is, whatever its length.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self._tokenizer = tokenizer
         self._name = f"hf:{file.resolve().parent.name}/{file.name}"
 
     @property
