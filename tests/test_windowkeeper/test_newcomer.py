@@ -32,7 +32,7 @@ from windowkeeper import (
     project_creep,
 )
 from windowkeeper._replay import build_memory
-from windowkeeper.cli import main
+from windowkeeper.cli import _commands, _output, _replay_clone, main
 from windowkeeper.stores import SummaryRecord
 
 from tests.conftest import ROOT, TRANSCRIPT
@@ -320,7 +320,8 @@ def test_plot_extension_is_checked_before_the_work(
     def no_work(*args: object, **kwargs: object) -> None:
         raise AssertionError("the work started before --plot was checked")
 
-    monkeypatch.setattr(cli, "_load", no_work)
+    monkeypatch.setattr(_commands, "_load", no_work)  # audit
+    monkeypatch.setattr(_replay_clone, "_load", no_work)  # replay
     target = tmp_path / "out.txt"
     code, _, err = run([command, str(TRANSCRIPT), "--plot", str(target)], capsys)
     assert code == 3
@@ -336,7 +337,7 @@ def test_a_crash_has_its_own_exit_code(
     def crash(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "audit_transcript", crash)
+    monkeypatch.setattr(_commands, "audit_transcript", crash)
     code, _, err = run(["audit", str(TRANSCRIPT), "--fail-on", "alert"], capsys)
     assert code == cli.EXIT_INTERNAL == 4
     assert code != cli.EXIT_FAIL_ON
@@ -351,7 +352,7 @@ def test_ctrl_c_exits_130(
     def interrupt(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "audit_transcript", interrupt)
+    monkeypatch.setattr(_commands, "audit_transcript", interrupt)
     code, _, err = run(["audit", str(TRANSCRIPT)], capsys)
     assert code == 130
     assert "interrupted" in err
@@ -520,14 +521,14 @@ def _slow_summaries(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     def build(strategy: Any, counter: TokenCounter, **options: Any) -> Memory:
         return build_memory(strategy, counter, summarizer=slow, **options)
 
-    monkeypatch.setattr(cli, "build_memory", build)
+    monkeypatch.setattr(_replay_clone, "build_memory", build)
 
 
 def test_replay_finish_says_what_did_not_finish(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _slow_summaries(monkeypatch, 0.5)
-    monkeypatch.setattr(cli, "PROGRESS_EVERY", 0.0)  # a plain line at every step
+    monkeypatch.setattr(_output, "PROGRESS_EVERY", 0.0)  # a plain line at every step
     code, out, err = run(["replay", _T, "--strategy", "summary", "--finish", "0.2"], capsys)
     assert code == 0
     message = flat(err)
@@ -544,7 +545,7 @@ def test_replay_settle_says_when_it_gives_up(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _slow_summaries(monkeypatch, 0.3)
-    monkeypatch.setattr(cli, "SETTLE_TIMEOUT", 0.01)
+    monkeypatch.setattr(_replay_clone, "SETTLE_TIMEOUT", 0.01)
     code, _, err = run(["replay", _T, "--strategy", "summary", "--settle", "--json"], capsys)
     assert code == 0
     assert re.search(
@@ -563,7 +564,7 @@ def test_plain_progress_is_not_chatty(capsys: pytest.CaptureFixture[str]) -> Non
 def test_progress_bars_on_a_terminal() -> None:
     buffer = io.StringIO()
     err = Console(file=buffer, force_terminal=True, width=80)
-    with cli._Progress(err) as progress:
+    with _output._Progress(err) as progress:
         progress.update("turns", "turn", 3, 24)
         progress.update("turns", "turn", 24, 24)
         progress.done("turns")

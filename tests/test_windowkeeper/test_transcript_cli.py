@@ -98,6 +98,24 @@ def test_invalid_json_file_names_the_position(tmp_path: Path) -> None:
         load_transcript(bad)
 
 
+def test_non_utf8_file_is_named_with_its_first_bad_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes('[{"role": "user", "content": "café"}]'.encode("latin-1"))
+    expected = (
+        f"{str(bad)!r} is not UTF-8 text (byte 0xe9 at offset 33); "
+        "windowkeeper reads UTF-8 text and JSON files only"
+    )
+    with pytest.raises(InvalidMessageError) as info:
+        load_transcript(bad)
+    assert str(info.value) == expected
+    assert isinstance(info.value.__cause__, UnicodeDecodeError)
+    # the command line words it the same
+    assert main(["audit", str(bad)]) == 3
+    assert " ".join(capsys.readouterr().err.split()) == f"error: {expected}"
+
+
 # -------------------------------------------------------------------------------------------- CLI
 
 

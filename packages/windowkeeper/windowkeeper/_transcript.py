@@ -18,7 +18,15 @@ from windowkeeper.planning._prefix import PrefixCheck, PrefixVerdict
 from windowkeeper.tokens._chat import function_of
 from windowkeeper.tokens._counter import TokenCounter
 
-__all__ = ["Transcript", "TranscriptAudit", "TurnRow", "audit_transcript", "load_transcript"]
+__all__ = [
+    "Transcript",
+    "TranscriptAudit",
+    "TurnRow",
+    "audit_transcript",
+    "decode_utf8",
+    "load_transcript",
+    "parse_transcript",
+]
 
 FORMAT = "windowkeeper.transcript/1"
 
@@ -98,20 +106,56 @@ def load_transcript(source: str | Path | Sequence[Any] | Mapping[str, Any]) -> T
     """Load a transcript from a JSON file path, ``-`` is not accepted here; or from parsed JSON.
 
     Raises:
-        InvalidMessageError: The file is not JSON or not a valid transcript.
+        InvalidMessageError: The file is not UTF-8 text, not JSON or not a valid transcript; the
+            message names the file.
         FileNotFoundError: The path does not exist.
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidMessageError(
-                f"{str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-            ) from exc
-        return Transcript.from_dict(data)
+        name = repr(str(path))
+        return parse_transcript(decode_utf8(path.read_bytes(), name), name)
     return Transcript.from_dict(source)
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    r"""The UTF-8 text of ``data``; ``source`` names where it came from in the error.
+
+    Args:
+        data: The bytes read.
+        source: How the messages name them, e.g. ``"'chat.json'"`` or ``"standard input"``.
+
+    Raises:
+        InvalidMessageError: ``data`` is not UTF-8; the message names ``source`` and the offset and
+            value of the first bad byte.
+
+    Example:
+        >>> decode_utf8(b"caf\xe9", "'menu.txt'")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        windowkeeper.exceptions.InvalidMessageError: 'menu.txt' is not UTF-8 text (byte 0xe9 at offset 3); ...
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessageError(
+            f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "windowkeeper reads UTF-8 text and JSON files only"
+        ) from exc
+
+
+def parse_transcript(text: str, source: str) -> Transcript:
+    """A transcript from the JSON ``text`` read from ``source`` (named in the errors).
+
+    Raises:
+        InvalidMessageError: ``text`` is not JSON or not a valid transcript.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidMessageError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from exc
+    return Transcript.from_dict(data)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
