@@ -15,7 +15,7 @@ setup:  ## install uv if missing and sync the workspace (CPU-only, offline-safe 
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --all-groups
 
-demo: setup  ## audit + plan + kv, then replay with the layered memory and clone, on the local models
+demo: setup  ## audit + plan + kv, then replay with the layered memory (fact notes, MiniLM) and clone
 	@mkdir -p $(OUT)
 	$(RUN) windowkeeper audit $(TRANSCRIPT) --plot $(OUT)/creep.png
 	$(RUN) windowkeeper plan
@@ -42,6 +42,7 @@ bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand (LoCoMo re
 	$(RUN) python bench/bench_store.py
 	$(RUN) python bench/bench_recall.py
 	$(RUN) python bench/bench_summary.py
+	$(RUN) python bench/bench_facts.py
 	$(RUN) python bench/bench_locomo.py
 
 docs: setup  ## build the documentation site into site/

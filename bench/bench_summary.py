@@ -10,9 +10,10 @@ together, on a `WindowMemory` (the anchor: no summary) and on a `RollingSummary`
 `--pace` seconds pass between turns so the worker commits summaries (and folds levels) while the
 turns run. Goal (issue #3): p99 of add + view with the background summariser ≤ 5 ms.
 
-(b) The embedded model, SmolLM2-135M-Instruct on the CPU: the first load (GGUF → cache conversion,
-into a temporary cache folder), a load from that cache, and seconds per summary (notes on two turns
-of the transcript, 160 tokens at most) and per condensation.
+(b) The opt-in local model, SmolLM2-135M-Instruct on the CPU: the first load (GGUF → cache
+conversion, into a temporary cache folder), a load from that cache, and seconds per summary (notes
+on two turns of the transcript, `max_tokens` at most) and per condensation. What summaries keep
+and invent, against the default fact notes: `bench/bench_facts.py`.
 """
 
 from __future__ import annotations
@@ -152,13 +153,16 @@ def bench_local_model() -> None:
         short = cached.condense(summary, 80)
         condense_s = time.perf_counter() - t0
         size = sum(f.stat().st_size for f in Path(cached.model_dir).iterdir())
-    print("\n## (b) Local model: SmolLM2-135M-Instruct (transformers, CPU, greedy)\n")
+    print(
+        f"\n## (b) Local model: SmolLM2-135M-Instruct (transformers, CPU, greedy, "
+        f"{cached.loaded_dtype})\n"
+    )
     print("| step | time |")
     print("|---|---:|")
     print(f"| first load: GGUF → cache conversion, then load | {first.load_seconds:.1f} s |")
     print(f"| later load, from the converted cache | {cached.load_seconds:.2f} s |")
     print(
-        f"| one summary: notes on 2 transcript turns, ≤ 160 tokens (median of 3) "
+        f"| one summary: notes on 2 transcript turns, ≤ {cached.max_tokens} tokens (median of 3) "
         f"| {statistics.median(per_summary):.1f} s |"
     )
     print(f"| one condensation to ≤ 80 tokens | {condense_s:.1f} s |")

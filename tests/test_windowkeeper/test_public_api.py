@@ -28,6 +28,7 @@ EXPECTED = [
     "Dropped",
     "Embedder",
     "EncodingError",
+    "FactNotes",
     "HFTokenizerEncoder",
     "ImagePart",
     "ImageRule",

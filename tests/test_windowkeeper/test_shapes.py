@@ -367,7 +367,7 @@ def test_anything_else_gets_a_typed_error_naming_the_position(
         ({"content": b"hi"}, "content must be a str or a list"),
         ({"content": {"type": "text", "text": "hi"}}, "content must be a str or a list"),
         ({"content": ["hi", 5]}, "content\\[0\\] must be a TextPart"),
-        ({"content": [{"type": "image_url"}]}, "content\\[0\\] is malformed"),
+        ({"content": [{"type": "image_url"}]}, "content\\[0\\] must look like"),
         ({"content": "x", "name": 3}, "name must be a str or None; got int 3"),
         ({"content": "x", "tool_call_id": 9}, "tool_call_id must be a str or None"),
         ({"content": "x", "metadata": ["a"]}, "metadata must be a dict or None"),
@@ -416,3 +416,32 @@ def test_a_stored_system_note_is_history_not_the_system_prompt() -> None:
     assert COUNTER.count_zones_of(out.messages, system=1) == {
         k: out.report.zones[k] for k in ("system", "tools", "rag", "history", "user")
     }
+
+
+@pytest.mark.parametrize("strategy", ["window", "summary", "recall", "layered"])
+def test_the_cli_replays_audits_and_clones_a_transcript_opening_with_a_greeting(
+    strategy: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from windowkeeper.cli import main
+
+    path = tmp_path / "greeting.json"
+    system = {"role": "system", "content": "You are Northwind Assist."}
+    path.write_text(json.dumps({"messages": [system, *CONVERSATION]}), encoding="utf-8")
+    store = tmp_path / "replay.db"
+    args = ["replay", str(path), "--strategy", strategy, "--embedder", "none", "--json"]
+    assert main([*args, "--settle", "--store", str(store)]) == 0
+    rows = json.loads(capsys.readouterr().out)["turns"]
+    assert len(rows) == 3  # one request per user turn; the greeting makes none
+    assert rows[0]["stored"] == 1  # the greeting was stored before the first request
+    with SQLiteStore(store) as saved:
+        assert saved.count() == 4
+        assert saved.units()[0].messages[0].text.startswith("Hi! I'm Northwind Assist")
+    assert main(["audit", str(path), "--json"]) == 0
+    audit = json.loads(capsys.readouterr().out)
+    assert len(audit["turns"]) == 3
+    assert main(["clone", str(path), "--json"]) == 0
+    artifact = json.loads(capsys.readouterr().out)
+    assert artifact["intent"].startswith("Where are my orders")
+    assert artifact["source"]["units"] == 4

@@ -61,6 +61,7 @@ from windowkeeper.exceptions import (
 from windowkeeper.memory import (
     ContextEditor,
     Embedder,
+    FactNotes,
     LayeredMemory,
     LayerSplit,
     Memory,
@@ -142,6 +143,7 @@ __all__ = [
     "Dropped",
     "Embedder",
     "EncodingError",
+    "FactNotes",
     "HFTokenizerEncoder",
     "ImagePart",
     "ImageRule",

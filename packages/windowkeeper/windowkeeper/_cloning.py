@@ -16,6 +16,7 @@ from windowkeeper._messages import Message, as_messages
 from windowkeeper._units import Unit, group_units, split_system
 from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError
 from windowkeeper.memory._base import Summarizer, render_unit
+from windowkeeper.memory._facts import FactNotes
 from windowkeeper.tokens._counter import TokenCounter
 
 __all__ = ["CLONE_FORMAT", "CloneArtifact", "Decision", "Snippet", "clone_conversation"]
@@ -275,7 +276,7 @@ def clone_conversation(
 
     Artifacts, snippets, preferences, decisions and open tasks are extracted verbatim by rules (no
     model can paraphrase a number away); facts come from the summariser (previous summary ``""``,
-    all units), which is the local SmolLM2 model when none is given. When everything does not fit,
+    all units), fact notes when none is given. When everything does not fit,
     the least important items go first: entities, then sentences kept for their numbers (oldest
     first), facts, artifacts, open tasks, preferences, decisions, identifier snippets and last
     code; intent is always kept.
@@ -285,9 +286,8 @@ def clone_conversation(
             units. It may open with assistant messages.
         counter: Counts the rendered artifact exactly.
         max_tokens: Budget for the rendered artifact.
-        summarizer: ``(previous, units) -> text``; ``None`` uses the local SmolLM2 summariser
-            (on a CPU it takes minutes for a long conversation: pass ``summary`` when a memory
-            already holds one).
+        summarizer: ``(previous, units) -> text``; ``None`` uses
+            :class:`~windowkeeper.memory.FactNotes` (extractive, milliseconds).
         summary: An existing summary of the conversation (e.g. a memory's committed rolling
             summary) to take the facts from instead of calling the summariser.
         session_id: Recorded in ``source``.
@@ -304,9 +304,7 @@ def clone_conversation(
             "conversation must hold at least one message after its system prompt; got none"
         )
     if summary is None and summarizer is None:
-        from windowkeeper.local._summarizer import default_summarizer
-
-        summarizer = default_summarizer()
+        summarizer = FactNotes(counter=counter)
     user_texts = [
         (u.index, m.text) for u in units for m in u.messages if m.role == "user" and m.text
     ]

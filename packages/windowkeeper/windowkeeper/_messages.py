@@ -7,10 +7,10 @@ Messages are frozen: strategies build new lists, they never edit a message in pl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, TypeAlias, cast, get_args
+from typing import Any, Literal, TypeAlias, TypeVar, cast, get_args
 
 from windowkeeper.exceptions import InvalidMessageError
 
@@ -39,6 +39,7 @@ _ROLES: frozenset[str] = frozenset(get_args(Role))
 SYSTEM_ROLES: tuple[str, ...] = ("system", "developer")
 """Roles that carry instructions."""
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_T = TypeVar("_T")
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -355,16 +356,12 @@ def _content_part(part: object, position: int) -> ContentPart:
     """A content part as given, or built from an OpenAI part dict; anything else is refused."""
     if isinstance(part, _PART_TYPES):
         return part
-    if isinstance(part, Mapping):
-        try:
-            return _part_from_openai(part)
-        except InvalidMessageError as exc:
-            raise InvalidMessageError(f"content[{position}]: {exc}") from None
-        except (TypeError, KeyError, AttributeError) as exc:
-            raise InvalidMessageError(f"content[{position}] is malformed: {exc!r}") from exc
-    raise InvalidMessageError(
-        f"content[{position}] must be a TextPart, ImagePart, ReasoningPart, OtherPart or an "
-        f"OpenAI part dict; got {_describe(part)}"
+    return _from_openai_dict(
+        part,
+        f"content[{position}]",
+        _part_from_openai,
+        kinds="a TextPart, ImagePart, ReasoningPart, OtherPart or an OpenAI part dict",
+        shape="{'type': 'text', 'text': ...}",
     )
 
 
@@ -372,20 +369,27 @@ def _tool_call(call: object, position: int) -> ToolCall:
     """A tool call as given, or built from an OpenAI tool-call dict."""
     if isinstance(call, ToolCall):
         return call
-    if isinstance(call, Mapping):
-        try:
-            return _call_from_openai(call)
-        except InvalidMessageError as exc:
-            raise InvalidMessageError(f"tool_calls[{position}]: {exc}") from None
-        except (TypeError, KeyError, AttributeError) as exc:
-            raise InvalidMessageError(
-                f"tool_calls[{position}] must look like {{'id': ..., 'type': 'function', "
-                f"'function': {{'name': ..., 'arguments': ...}}}}; got {call!r}"
-            ) from exc
-    raise InvalidMessageError(
-        f"tool_calls[{position}] must be a ToolCall or an OpenAI tool-call dict; got "
-        f"{_describe(call)}"
+    return _from_openai_dict(
+        call,
+        f"tool_calls[{position}]",
+        _call_from_openai,
+        kinds="a ToolCall or an OpenAI tool-call dict",
+        shape="{'id': ..., 'type': 'function', 'function': {'name': ..., 'arguments': ...}}",
     )
+
+
+def _from_openai_dict(
+    item: object, label: str, build: Callable[[Mapping[str, Any]], _T], *, kinds: str, shape: str
+) -> _T:
+    """``build(item)`` for an OpenAI dict; a typed error naming ``label`` for anything else."""
+    if not isinstance(item, Mapping):
+        raise InvalidMessageError(f"{label} must be {kinds}; got {_describe(item)}")
+    try:
+        return build(item)
+    except InvalidMessageError as exc:
+        raise InvalidMessageError(f"{label}: {exc}") from None
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise InvalidMessageError(f"{label} must look like {shape}; got {item!r}") from exc
 
 
 def _parts_from_openai(content: Any) -> tuple[ContentPart, ...]:

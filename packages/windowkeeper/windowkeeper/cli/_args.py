@@ -228,6 +228,13 @@ def _parser() -> argparse.ArgumentParser:
         help="recall embedder: the embedded MiniLM (default) or none (BM25 only)",
     )
     replay.add_argument(
+        "--summarizer",
+        choices=["notes", "smollm2"],
+        default="notes",
+        help="summariser of the summary and layered strategies: fact notes (default: extractive, "
+        "no model) or the local SmolLM2 model (opt-in; seconds per summary)",
+    )
+    replay.add_argument(
         "--settle",
         action="store_true",
         help="wait for each background summary before the next turn (deterministic output; "
@@ -264,7 +271,14 @@ def _parser() -> argparse.ArgumentParser:
         "--store",
         metavar="DB",
         help="take the facts from the latest summary in this SQLite store (e.g. from replay --store) "
-        "instead of running the local summariser",
+        "instead of summarising the transcript",
+    )
+    clone.add_argument(
+        "--summarizer",
+        choices=["notes", "smollm2"],
+        default="notes",
+        help="summariser of the facts when there is no --store: fact notes (default) or the "
+        "local SmolLM2 model (opt-in)",
     )
     clone.add_argument(
         "--session",

@@ -71,6 +71,8 @@ def _replay(args: argparse.Namespace, console: Console, err: Console) -> int:
     options: dict[str, Any] = {}
     if args.strategy in ("recall", "layered") and args.embedder == "none":
         options["embedder"] = None
+    if args.strategy in ("summary", "layered") and args.summarizer == "smollm2":
+        options["summarizer"] = _local_summarizer()
     store = None
     if args.store:
         from windowkeeper.stores._sqlite import SQLiteStore
@@ -202,6 +204,13 @@ def _replay(args: argparse.Namespace, console: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def _local_summarizer() -> Any:
+    """The process-wide SmolLM2 summariser (ModelNotInstalledError, exit 3, when absent)."""
+    from windowkeeper.local._summarizer import shared_summarizer
+
+    return shared_summarizer()
+
+
 # ------------------------------------------------------------------------------------------ clone
 
 
@@ -234,9 +243,14 @@ def _clone(args: argparse.Namespace, console: Console, err: Console) -> int:
                 )
             )
         summary = render_levels(record.levels) if record is not None else ""
+    summarizer = _local_summarizer() if summary is None and args.summarizer == "smollm2" else None
     try:
         artifact = clone_conversation(
-            conversation, counter=counter, max_tokens=args.max_tokens, summary=summary
+            conversation,
+            counter=counter,
+            max_tokens=args.max_tokens,
+            summary=summary,
+            summarizer=summarizer,
         )
     except BudgetExceededError as exc:
         raise _CliError(f"{exc}; raise --max-tokens") from exc

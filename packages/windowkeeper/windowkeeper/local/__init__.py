@@ -1,4 +1,7 @@
-"""Embedded models behind optional extras, loaded lazily: the SmolLM2 summariser, the MiniLM embedder.
+"""Embedded models behind optional extras, loaded lazily: the MiniLM embedder, the SmolLM2 summariser.
+
+The summariser is opt-in (the memories' default is :class:`~windowkeeper.memory.FactNotes`):
+``RollingSummary(counter, summarizer=shared_summarizer())``.
 
 Importing this package loads no model and imports neither torch nor onnxruntime; building an object
 checks that its files are installed (else :class:`~windowkeeper.ModelNotInstalledError` with the
@@ -8,12 +11,12 @@ install command), and the first call loads the model.
 from __future__ import annotations
 
 from windowkeeper.local._embedder import MINILM_MODEL_ID, MiniLMEmbedder, shared_embedder
-from windowkeeper.local._summarizer import LocalSummarizer, default_summarizer
+from windowkeeper.local._summarizer import LocalSummarizer, shared_summarizer
 
 __all__ = [
     "MINILM_MODEL_ID",
     "LocalSummarizer",
     "MiniLMEmbedder",
-    "default_summarizer",
     "shared_embedder",
+    "shared_summarizer",
 ]

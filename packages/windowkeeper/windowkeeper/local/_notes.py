@@ -1,4 +1,4 @@
-"""Tidying a small model's replies into summary notes, and an extractive fallback.
+"""Tidying a small model's replies into summary notes (the fallback is ``FactNotes``).
 
 SmolLM2-135M quotes turns faithfully more often than it abstracts them, and sometimes loops,
 invents a next turn or a number, or emits markup only. These functions keep what can be trusted.
@@ -7,9 +7,8 @@ invents a next turn or a number, or emits markup only. These functions keep what
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
-__all__ = ["clean_reply", "extractive", "fact_count", "plain_lines", "sentences"]
+__all__ = ["clean_reply", "plain_lines", "sentences"]
 
 # a reply line shaped like a transcript turn or a prompt header
 _SPEAKER = re.compile(
@@ -71,43 +70,6 @@ def sentences(text: str) -> list[str]:
 
 def _key(text: str) -> str:
     return " ".join(text.split()).lower()
-
-
-def _weight(sentence: str) -> int:
-    """How many facts a sentence seems to hold: numbers and ids, then names."""
-    words = sentence.split()
-    numbers = sum(2 for w in words if any(ch.isdigit() for ch in w))
-    names = sum(1 for w in words[1:] if w[:1].isupper())
-    return numbers + names + 1
-
-
-def fact_count(text: str) -> int:
-    """Distinct numbers, ids and capitalised words: what a summary must not lose."""
-    return len(
-        set(_NUMBER.findall(text)) | {w.strip(".,;:!?()") for w in text.split() if w[:1].isupper()}
-    )
-
-
-def extractive(text: str, limit: int, count: Callable[[str], int]) -> str:
-    """The sentences of ``text`` richest in numbers and names that fit ``limit``, in order.
-
-    Example:
-        >>> extractive("Hello there. Ann paid $5 on May 2. Bye.", 6, lambda t: len(t.split()))
-        'Ann paid $5 on May 2.'
-    """
-    items = [s for line in text.splitlines() for s in sentences(line)]
-    costs = [count(s) for s in items]
-    ranked = sorted(range(len(items)), key=lambda i: (-_weight(items[i]), i))
-    chosen: list[int] = []
-    used = 0
-    for i in ranked:
-        cost = costs[i] + (1 if chosen else 0)  # about one token for the joining space
-        if used + cost <= limit:
-            chosen.append(i)
-            used += cost
-    while chosen and count(" ".join(items[j] for j in sorted(chosen))) > limit:
-        chosen.pop()  # the estimate was short: drop the least rich sentence
-    return " ".join(items[j] for j in sorted(chosen))
 
 
 def plain_lines(text: str) -> str:

@@ -12,6 +12,7 @@ from windowkeeper.memory._base import (
     summary_message,
 )
 from windowkeeper.memory._editing import ContextEditor
+from windowkeeper.memory._facts import FactNotes
 from windowkeeper.memory._guard import RetryPolicy, SummaryTimeoutError
 from windowkeeper.memory._keeper import SummaryError, SummaryKeeper
 from windowkeeper.memory._layered import LayeredMemory, LayerSplit
@@ -26,6 +27,7 @@ __all__ = [
     "BM25Index",
     "ContextEditor",
     "Embedder",
+    "FactNotes",
     "LayerSplit",
     "LayeredMemory",
     "Memory",

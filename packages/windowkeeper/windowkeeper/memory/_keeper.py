@@ -10,6 +10,7 @@ so a reader sees the old summary or the new one, never half of one.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,7 @@ __all__ = [
     "SummaryTimeoutError",
     "cut_to_tokens",
     "render_levels",
+    "split_newest",
 ]
 
 logger = logging.getLogger("windowkeeper.summary")
@@ -39,6 +41,8 @@ Condenser: TypeAlias = Callable[[str, int], "str | Awaitable[str]"]
 """``(text, max_tokens) -> shorter text with the same facts``, sync or async."""
 
 _SENTENCE_END = ".!?\n"
+DEFAULT_LEVELS = 3
+"""Levels of the hierarchy when neither the caller nor the summariser says."""
 
 
 class SummaryError(WindowkeeperError):
@@ -101,6 +105,25 @@ def cut_to_tokens(text: str, limit: int, count: Callable[[str], int]) -> str:
     return text[:best].rstrip() + "…" if best else ""
 
 
+def split_newest(text: str, limit: int, count: Callable[[str], int]) -> tuple[str, str]:
+    r"""``text`` as (older, newest): its newest whole lines (sentences, if one line) in ``limit``.
+
+    Example:
+        >>> split_newest("a b.\nc d.\ne f.", 4, lambda t: len(t.split()))
+        ('a b.', 'c d.\ne f.')
+    """
+    text = text.strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    joiner = "\n"
+    if len(lines) <= 1:
+        lines = [s for s in re.split(r"(?<=[.!?])\s+", text) if s]
+        joiner = " "
+    cut = len(lines)
+    while cut > 0 and count(joiner.join(lines[cut - 1 :])) <= limit:
+        cut -= 1
+    return joiner.join(lines[:cut]), joiner.join(lines[cut:])
+
+
 def _longest(
     cuts: list[int], text: str, limit: int, count: Callable[[str], int], suffix: str = ""
 ) -> int:
@@ -126,10 +149,13 @@ class SummaryKeeper:
     The summary is hierarchical and capped: rendered as one block (see
     :func:`~windowkeeper.memory._base.summary_message`) it never costs more than
     ``summary_tokens``, counted exactly. Level 0 (the rolling level) may use half of the text
-    budget, level 1 a quarter, and so on, the top level the rest. A level over its share is
-    condensed into the level above it (the older text first, then the newer); the top level is
-    condensed in place. A condensation that still does not fit is asked once more, then, as a
-    last resort, cut at a sentence boundary. Nothing in the store is touched.
+    budget, level 1 a quarter, and so on, the top level the rest. A level over its share keeps
+    its newest lines that fit the share; its older lines, condensed to the share of the level
+    above when they are larger, join that level after its own text (which may then overflow in
+    turn); the top level is condensed in place. A condensation that still does not fit is asked
+    once more, then, as a last resort, cut at a sentence boundary. With ``max_levels=1`` the
+    whole summary is one level condensed in place (what :class:`~windowkeeper.memory.FactNotes`
+    asks for). Nothing in the store is touched.
 
     Sync summarisers run on a helper thread per call so a hung call can be abandoned after
     ``retry.timeout`` (its late result is ignored); async ones run on the worker's own event
@@ -144,7 +170,10 @@ class SummaryKeeper:
             latest one is restored when the keeper is built.
         session_id: The session.
         summary_tokens: Most tokens the rendered summary block may cost.
-        max_levels: Most levels of the hierarchy (1: one level condensed in place).
+        max_levels: Most levels of the hierarchy (1: one level condensed in place). ``None``
+            (the default): the summariser's own ``max_levels`` attribute if it has one (fact notes
+            say 1: their condensing ranks every sentence by its facts and recency, which a split
+            into levels only constrains), else 3.
         batch_tokens: About how many tokens of rendered units go into one summariser call.
         condenser: ``(text, max_tokens) -> shorter text``; by default the summariser's own
             ``condense`` method if it has one, else ``summarizer(text, [])``.
@@ -178,7 +207,7 @@ class SummaryKeeper:
         store: ConversationStore | StateStore | None = None,
         session_id: str = DEFAULT_SESSION,
         summary_tokens: int = 400,
-        max_levels: int = 3,
+        max_levels: int | None = None,
         batch_tokens: int = 2000,
         condenser: Condenser | None = None,
         retry: RetryPolicy | None = None,
@@ -201,6 +230,9 @@ class SummaryKeeper:
             raise InvalidConfigError(f"retry must be a RetryPolicy or None; got {retry!r}")
         if not isinstance(session_id, str) or not session_id:
             raise InvalidConfigError(f"session_id must be a non-empty str; got {session_id!r}")
+        if max_levels is None:
+            preferred = getattr(summarizer, "max_levels", None)
+            max_levels = preferred if isinstance(preferred, int) else DEFAULT_LEVELS
         self.max_levels = check_int("max_levels", max_levels, 1, 8)
         self.summary_tokens = check_int("summary_tokens", summary_tokens, 1, 1_000_000)
         self.batch_tokens = check_int("batch_tokens", batch_tokens, 64, 1_000_000)
@@ -459,14 +491,20 @@ class SummaryKeeper:
             share = self._share(level)
             if count(levels[level]) > share:
                 if level < self.max_levels - 1:
-                    # fold this level into the one above: older text first, then newer
-                    upper = levels[level + 1] if level + 1 < len(levels) else ""
-                    merged = f"{upper.strip()}\n{levels[level].strip()}".strip()
-                    condensed = self._condense(span, merged, self._share(level + 1))
+                    # this level keeps its newest lines that fit its share; the older part,
+                    # condensed to the share above when larger, joins that level after its
+                    # text (and if that level overflows, its own older part moves up in turn)
+                    older, newer = split_newest(levels[level], share, count)
                     if level + 1 == len(levels):
                         levels.append("")
-                    levels[level + 1] = condensed if count(condensed) < count(merged) else merged
-                    levels[level] = ""
+                    if older:
+                        moved = older
+                        if count(older) > self._share(level + 1):
+                            moved = self._condense(span, older, self._share(level + 1))
+                            if count(moved) >= count(older):
+                                moved = older
+                        levels[level + 1] = f"{levels[level + 1].strip()}\n{moved.strip()}".strip()
+                    levels[level] = newer
                 else:
                     levels[level] = self._shrink(span, levels[level], share)
             level += 1

