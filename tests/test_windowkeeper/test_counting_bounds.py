@@ -121,3 +121,19 @@ def test_ids_cost_what_they_encode_to() -> None:
         {"role": "assistant", "content": "", "function_call": {"name": "f", "arguments": "{}"}}
     )
     assert counter.count_message(legacy) == counter.count_message(call(None))
+
+
+def test_a_system_note_after_the_first_message_does_not_host_the_tool_block() -> None:
+    counter = TokenCounter("gpt-4o")
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    note = Message(role="system", content="The customer is verified.")
+    ask = Message(role="user", content="Where is my order?")
+    later = [ask, note]
+    assert counter.count_messages(later, tools=tools) == (
+        counter.count_message(ask)
+        + counter.count_message(note)
+        + 3
+        + counter.count_tools(tools, with_system=False)
+    )
+    first = [note, ask]  # API-checked shape: the tool block reuses the leading system message
+    assert counter.count_messages(first, tools=tools) < counter.count_messages(later, tools=tools)

@@ -320,13 +320,15 @@ class TokenCounter:
         tools: Sequence[Mapping[str, Any]] | None,
         tool_choice: ToolChoice,
     ) -> int:
-        """Tokens of the tool block, tool choice, and their effect on the first system message."""
+        """Tokens of the tool block, tool choice, and their effect on a leading system message."""
         if not tools:
             return self._tool_choice_tokens(tool_choice, "tools")
-        system = next((m for m in messages if m.role in SYSTEM_ROLES), None)
+        # API-checked only with the system message first: a later one (a stored note) is not
+        # assumed to host the tool block, which would count 4 fewer tokens (the upper bound)
+        system = messages[0] if messages and messages[0].role in SYSTEM_ROLES else None
         n = self.count_tools(tools, tool_choice=tool_choice, with_system=system is not None)
         if system is not None:
-            # the first system message gets a trailing newline when tools are present
+            # a leading system message gets a trailing newline when tools are present
             n += self._count_message(system, pad_newline=True) - self.count_message(system)
         return n
 
