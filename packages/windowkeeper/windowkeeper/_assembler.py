@@ -6,12 +6,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from windowkeeper._budget import Budget, BudgetReport, Dropped
 from windowkeeper._messages import (
     SYSTEM_ROLES,
     Message,
+    Role,
     as_message,
     as_messages,
     messages_to_openai,
@@ -386,17 +387,21 @@ def _chunks(chunks: Sequence[Chunk | tuple[str, float]]) -> list[Chunk]:
     return out
 
 
-def _system_messages(
-    system: str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]] | None,
-) -> list[Message]:
-    if system is None:
-        return []
-    if isinstance(system, str):
-        return [Message(role="system", content=system)] if system else []
-    if isinstance(system, (Message, Mapping)):
-        msgs = [as_message(system, index=0)]
-    else:
-        msgs = as_messages(system, param="system")
+MessagesArg: TypeAlias = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
+"""Text, one message (object or OpenAI dict), or a list of them."""
+
+
+def _message_list(value: MessagesArg, *, role: Role, param: str) -> list[Message]:
+    """``value`` as messages: text becomes one ``role`` message ('' none), one message a list."""
+    if isinstance(value, str):
+        return [Message(role=role, content=value)] if value or role == "user" else []
+    if isinstance(value, (Message, Mapping)):
+        return [as_message(value, index=0)]
+    return as_messages(value, param=param)
+
+
+def _system_messages(system: MessagesArg | None) -> list[Message]:
+    msgs = [] if system is None else _message_list(system, role="system", param="system")
     for i, m in enumerate(msgs):
         if m.role not in SYSTEM_ROLES:
             raise InvalidMessageError(
@@ -405,16 +410,8 @@ def _system_messages(
     return msgs
 
 
-def _current_turn(
-    user: str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]],
-) -> list[Message]:
-    if isinstance(user, str):
-        return [Message(role="user", content=user)]
-    msgs = (
-        [as_message(user, index=0)]
-        if isinstance(user, (Message, Mapping))
-        else as_messages(user, param="user")
-    )
+def _current_turn(user: MessagesArg) -> list[Message]:
+    msgs = _message_list(user, role="user", param="user")
     if not msgs or msgs[0].role != "user":
         raise InvalidMessageError(
             "user must be the current user message, or the current turn starting with it; "

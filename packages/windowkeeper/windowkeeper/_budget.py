@@ -28,6 +28,20 @@ PROMPT_ZONES: tuple[PromptZone, ...] = get_args(PromptZone)
 LEVELS: tuple[Level, ...] = get_args(Level)
 
 
+RESERVE_CAP = 4096
+"""The most tokens a model's default generation reserve takes (its output cap, at most this)."""
+
+
+def default_reserve(profile: ModelProfile) -> int:
+    """A model's default generation reserve: its output cap, at most :data:`RESERVE_CAP`.
+
+    Example:
+        >>> default_reserve(default_registry().get("gpt-4o"))
+        4096
+    """
+    return min(profile.max_output_tokens, RESERVE_CAP)
+
+
 class _FromProfile(enum.Enum):
     """Marks a setting taken from the model's profile unless given."""
 
@@ -244,11 +258,7 @@ class Budget:
         if unknown:  # a misspelt keyword: a type error for mypy, a clear message at run time
             _refuse_unknown_keywords(unknown, cls.for_model)
         profile = (registry or default_registry()).get(model)
-        reserve = (
-            min(profile.max_output_tokens, 4096)
-            if generation_reserve is None
-            else generation_reserve
-        )
+        reserve = default_reserve(profile) if generation_reserve is None else generation_reserve
         return cls(
             context_window=profile.context_window,
             generation_reserve=reserve,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from windowkeeper.exceptions import InvalidConfigError
 
 __all__ = ["check_int", "check_number"]
@@ -27,8 +29,12 @@ def check_int(name: str, value: object, low: int, high: int | None = None) -> in
     return value
 
 
-def check_number(name: str, value: object, low: float, high: float | None = None) -> float:
+def check_number(
+    name: str, value: object, low: float, high: float | None = None, *, finite: bool = False
+) -> float:
     """``value`` as a float when it is a number (not a bool) from ``low`` (to ``high``).
+
+    With ``finite``, infinity is refused too (NaN always is).
 
     Example:
         >>> check_number("b", 1.5, 0, 1)
@@ -44,4 +50,6 @@ def check_number(name: str, value: object, low: float, high: float | None = None
     ):
         allowed = f"from {low} to {high}" if high is not None else f">= {low}"
         raise InvalidConfigError(f"{name} must be a number {allowed}; got {value!r}")
+    if finite and value == math.inf:
+        raise InvalidConfigError(f"{name} must be a finite number >= {low}; got {value!r}")
     return float(value)

@@ -146,13 +146,16 @@ def replay_transcript(
     assembler = ContextAssembler(counter, budget, max_utilization=max_utilization)
     naive_prefix: list[Message] = list(system)
     rows: list[ReplayTurn] = []
+    tools = list(transcript.tools)
     units = group_units(rest)
     for unit in units:
         chunk_msgs = [m for m in unit.messages if m.zone_hint == "rag"]
         conversation = [m for m in unit.messages if m.zone_hint != "rag"]
+        # every unit is stored but a last one whose tool call is still open
+        keep = bool(conversation) and (unit is not units[-1] or _finished(conversation))
         user = unit.user
         if user is None:  # said before the next user turn (a greeting): no request, just stored
-            if conversation and (unit is not units[-1] or _finished(conversation)):
+            if keep:
                 memory.add(conversation)
                 naive_prefix.extend(conversation)
             continue
@@ -166,11 +169,9 @@ def replay_transcript(
             for j, m in enumerate(chunk_msgs)
         ]
         stored = len(memory)
-        out = assembler.assemble(
-            user, system=system, tools=list(transcript.tools), memory=memory, chunks=chunks
-        )
+        out = assembler.assemble(user, system=system, tools=tools, memory=memory, chunks=chunks)
         naive_prefix = [*naive_prefix, *chunk_msgs, user]
-        naive = counter.count_messages(naive_prefix, tools=list(transcript.tools))
+        naive = counter.count_messages(naive_prefix, tools=tools)
         row = ReplayTurn(
             turn=len(rows) + 1,
             report=out.report,
@@ -183,7 +184,7 @@ def replay_transcript(
         rows.append(row)
         if on_turn is not None:
             on_turn(row)
-        if unit is not units[-1] or _finished(conversation):  # a last call still open: not stored
+        if keep:
             memory.add(conversation)
         naive_prefix.extend(conversation[1:])
         if settle is not None:

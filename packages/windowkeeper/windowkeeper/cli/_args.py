@@ -6,7 +6,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from windowkeeper._budget import LEVELS
+from windowkeeper._budget import LEVELS, RESERVE_CAP
 from windowkeeper._replay import STRATEGIES
 from windowkeeper.planning._kv import DTYPE_BYTES, KV_PRESETS
 from windowkeeper.tokens._encodings import ENCODINGS
@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "--reserve",
         type=_TOKENS,
         metavar="N",
-        help="generation reserve (default: the model's output cap, at most 4096)",
+        help=f"generation reserve (default: the model's output cap, at most {RESERVE_CAP})",
     )
     audit.add_argument(
         "--window", type=_POSITIVE, metavar="N", help="override the model's context window"

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from windowkeeper._budget import LEVELS, PROMPT_ZONES, Budget
+from windowkeeper._budget import LEVELS, PROMPT_ZONES, RESERVE_CAP, Budget, default_reserve
 from windowkeeper._profiles import default_registry
 from windowkeeper._transcript import audit_transcript
 from windowkeeper.cli._args import (
@@ -113,8 +113,10 @@ def _audit_budget(args: argparse.Namespace, counter: TokenCounter) -> Budget:
     if args.reserve is not None:
         reserve, reserve_from = args.reserve, f"--reserve ({args.reserve:,})"
     else:
-        reserve = min(profile.max_output_tokens, 4096)
-        reserve_from = f"the reserve ({reserve:,}: {profile.name}'s output cap, at most 4,096)"
+        reserve = default_reserve(profile)
+        reserve_from = (
+            f"the reserve ({reserve:,}: {profile.name}'s output cap, at most {RESERVE_CAP:,})"
+        )
     if reserve >= window:
         window_from = (
             f"--window ({window:,})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -14,7 +14,6 @@ from rich.text import Text
 
 from windowkeeper._budget import PROMPT_ZONES, Budget
 from windowkeeper._replay import ReplayTurn, build_memory, replay_transcript
-from windowkeeper._units import group_units, split_system
 from windowkeeper.cli._args import EXIT_OK, EXIT_USAGE, SETTLE_TIMEOUT, _CliError
 from windowkeeper.cli._output import (
     _LEVEL_STYLE,
@@ -26,6 +25,9 @@ from windowkeeper.cli._output import (
 )
 from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError
 from windowkeeper.tokens._counter import TokenCounter
+
+if TYPE_CHECKING:
+    from windowkeeper.stores._sqlite import SQLiteStore
 
 # ----------------------------------------------------------------------------------------- replay
 
@@ -75,21 +77,15 @@ def _replay(args: argparse.Namespace, console: Console, err: Console) -> int:
         options["summarizer"] = _local_summarizer()
     store = None
     if args.store:
-        from windowkeeper.stores._sqlite import SQLiteStore
-
-        try:
-            store = SQLiteStore(args.store)
-        except InvalidConfigError as exc:
-            raise _CliError(f"--store {args.store!r}: {exc}") from exc
-        if store.count():
+        store = _open_store(args.store)
+        stored = store.count()
+        if stored:
             raise _CliError(
-                f"--store must be a new or empty file; {args.store!r} already holds "
-                f"{store.count()} units"
+                f"--store must be a new or empty file; {args.store!r} already holds {stored} units"
             )
     memory = build_memory(args.strategy, counter, store=store, **options)
     keeper = getattr(memory, "keeper", None)
-    # one request per unit that opens with a user message (a greeting before it makes none)
-    total = sum(1 for u in group_units(split_system(list(transcript.messages))[1]) if u.user)
+    total = len(transcript.user_indices())  # one request per user turn (a greeting makes none)
 
     table = Table(
         title=escape(f"replay · {args.strategy} · {counter.profile.name} · window {args.budget:,}")
@@ -204,6 +200,16 @@ def _replay(args: argparse.Namespace, console: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def _open_store(path: str) -> SQLiteStore:
+    """The SQLite store at ``--store``; its errors name the flag."""
+    from windowkeeper.stores._sqlite import SQLiteStore
+
+    try:
+        return SQLiteStore(path)
+    except InvalidConfigError as exc:
+        raise _CliError(f"--store {path!r}: {exc}") from exc
+
+
 def _local_summarizer() -> Any:
     """The process-wide SmolLM2 summariser (ModelNotInstalledError, exit 3, when absent)."""
     from windowkeeper.local._summarizer import shared_summarizer
@@ -222,15 +228,9 @@ def _clone(args: argparse.Namespace, console: Console, err: Console) -> int:
     conversation = [m for m in transcript.messages if m.zone_hint != "rag"]
     summary = None
     if args.store:
-        from windowkeeper.stores._sqlite import SQLiteStore
-
         if not Path(args.store).is_file():
             raise _CliError(f"--store {args.store!r} does not exist")
-        try:
-            store = SQLiteStore(args.store)
-        except InvalidConfigError as exc:
-            raise _CliError(f"--store {args.store!r}: {exc}") from exc
-        with store:
+        with _open_store(args.store) as store:
             record = store.latest_summary(args.session)
         from windowkeeper.memory._keeper import render_levels
 

@@ -311,16 +311,27 @@ class StoredMemory:
         """
         if isinstance(messages, Unit):
             validate_tool_pairs(messages.messages, finished=True)
-            source = messages
-        else:
-            units = group_units(messages, session_id=self.session_id, finished=True)
-            if len(units) != 1:
-                raise InvalidMessageError(
-                    f"messages must be one turn (a user message and its replies, or what was said "
-                    f"before the next user message); got {len(units)} units: store a whole "
-                    "conversation with extend()"
-                )
-            source = units[0]
+            return self._append(messages)
+        units = group_units(messages, session_id=self.session_id, finished=True)
+        if len(units) != 1:
+            raise InvalidMessageError(
+                f"messages must be one turn (a user message and its replies, or what was said "
+                f"before the next user message); got {len(units)} units: store a whole "
+                "conversation with extend()"
+            )
+        return self._append(units[0])
+
+    def extend(self, messages: Sequence[Message | Mapping[str, Any]]) -> list[Unit]:
+        """Store a whole conversation (without its system prompt), unit by unit.
+
+        The conversation is checked whole before anything is stored: a broken tool pair stores
+        nothing. It may open with assistant messages and carry system messages anywhere.
+        """
+        units = group_units(messages, session_id=self.session_id, finished=True)
+        return [self._append(u) for u in units]
+
+    def _append(self, source: Unit) -> Unit:
+        """Store ``source``'s messages, checked, as the session's next unit."""
         with self._lock:
             unit = Unit(
                 index=len(self._units),
@@ -332,15 +343,6 @@ class StoredMemory:
             self._units.append(unit)
         self._on_add(unit)
         return unit
-
-    def extend(self, messages: Sequence[Message | Mapping[str, Any]]) -> list[Unit]:
-        """Store a whole conversation (without its system prompt), unit by unit.
-
-        The conversation is checked whole before anything is stored: a broken tool pair stores
-        nothing. It may open with assistant messages and carry system messages anywhere.
-        """
-        units = group_units(messages, session_id=self.session_id, finished=True)
-        return [self.add(u) for u in units]
 
     def _on_add(self, unit: Unit) -> None:
         """Called after a unit is stored (outside the lock)."""

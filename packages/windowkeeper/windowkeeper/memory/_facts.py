@@ -152,16 +152,20 @@ def sentence_weight(sentence: str, known: set[str], *, known_words: Iterable[str
         >>> sentence_weight("The refund RF-7731-0459 of $19.95 was issued.", set())
         7.0
     """
-    weight = float(
-        sum(_fact_value(f) for f in fact_terms(sentence, known_words=known_words) - known)
-    )
+    return _weigh(sentence, known, known_words)[0]
+
+
+def _weigh(sentence: str, known: set[str], known_words: Iterable[str]) -> tuple[float, set[str]]:
+    """:func:`sentence_weight`, and the sentence's facts (so a caller need not find them twice)."""
+    facts = fact_terms(sentence, known_words=known_words)
+    weight = float(sum(_fact_value(f) for f in facts - known))
     if sentence.rstrip().endswith("?"):
-        return weight
+        return weight, facts
     if _CUE.search(sentence):
         weight += 1.0
     if weight and _FIRST_PERSON.search(sentence):
         weight += 0.5
-    return weight
+    return weight, facts
 
 
 # -------------------------------------------------------------------------------- the notes
@@ -354,6 +358,8 @@ class FactNotes:
             if message.zone_hint == "rag" or not message.text.strip():
                 continue
             if message.role in ("tool", "function"):
+                # a tool result notes what the chat does not say; its facts stay out of
+                # ``known``, so a later sentence of the chat that repeats one is still kept
                 tool = names.get(message.tool_call_id) or message.name or "tool"
                 out += self._tool_note(unit.index, tool, message.text, known | spoken_facts, words)
             else:
@@ -373,11 +379,12 @@ class FactNotes:
                 for piece in self._pieces(sentence, known, words):
                     if piece.lower() in said:
                         continue
-                    if sentence_weight(piece, known, known_words=words) < 1:
+                    weight, facts = _weigh(piece, known, words)
+                    if weight < 1:
                         continue
                     kept.append(piece)
                     said.add(piece.lower())
-                    known |= fact_terms(piece, known_words=words)
+                    known |= facts
         return [_Line(unit, speaker, (k,)) for k in kept]
 
     def _pieces(self, sentence: str, known: set[str], words: set[str]) -> list[str]:
@@ -414,7 +421,6 @@ class FactNotes:
                 break
         if not fields:
             return []
-        known |= seen
         return [_Line(unit, tool + _TOOL_NOTE, (", ".join(fields) + ".",))]
 
     # -------------------------------------------------------------------------------- condense
@@ -429,16 +435,14 @@ class FactNotes:
         limit = check_int("max_tokens", max_tokens, 0)
         lines = _parse(text)
         words = _lower_words(text)
-        items: list[tuple[int, int, str]] = []  # (line, position, sentence)
-        for i, line in enumerate(lines):
-            items.extend((i, j, s) for j, s in enumerate(line.sentences))
+        items = [(i, s) for i, line in enumerate(lines) for s in line.sentences]  # (line, sentence)
         known: set[str] = set()
         scored: list[tuple[float, int]] = []
-        for k, (i, _, sentence) in enumerate(items):
-            weight = sentence_weight(sentence, known, known_words=words)
+        for k, (i, sentence) in enumerate(items):
+            weight, facts = _weigh(sentence, known, words)
             if lines[i].speaker.endswith(_TOOL_NOTE):
                 weight *= TOOL_SHARE
-            known |= fact_terms(sentence, known_words=words)
+            known |= facts
             if weight > 0:
                 density = weight / max(self._count(sentence), 1) ** DENSITY_POWER
                 scored.append((density * (1 + RECENCY * k / max(len(items), 1)), k))
@@ -453,7 +457,7 @@ class FactNotes:
             else:
                 chosen.discard(k)
         if not result and ranked and limit > 0:  # no sentence fits whole: the best one, cut
-            i, _, sentence = items[ranked[0]]
+            i, sentence = items[ranked[0]]
             line = _Line(lines[i].unit, lines[i].speaker, ("",))
             room = limit - self._count(line.render())
             if room > 1:
@@ -462,10 +466,10 @@ class FactNotes:
         return result
 
     @staticmethod
-    def _laid_out(lines: list[_Line], items: list[tuple[int, int, str]], chosen: set[int]) -> str:
+    def _laid_out(lines: list[_Line], items: list[tuple[int, str]], chosen: set[int]) -> str:
         keep: dict[int, list[str]] = {}
         for k in sorted(chosen):
-            i, _, sentence = items[k]
+            i, sentence = items[k]
             keep.setdefault(i, []).append(sentence)
         return _render(
             _Line(ln.unit, ln.speaker, tuple(keep.get(i, ())))

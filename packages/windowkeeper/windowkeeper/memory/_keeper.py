@@ -498,10 +498,10 @@ class SummaryKeeper:
                     if level + 1 == len(levels):
                         levels.append("")
                     if older:
-                        moved = older
-                        if count(older) > self._share(level + 1):
+                        moved, size = older, count(older)
+                        if size > self._share(level + 1):
                             moved = self._condense(span, older, self._share(level + 1))
-                            if count(moved) >= count(older):
+                            if count(moved) >= size:
                                 moved = older
                         levels[level + 1] = f"{levels[level + 1].strip()}\n{moved.strip()}".strip()
                     levels[level] = newer

@@ -139,12 +139,8 @@ class RecallSettings:
     def __post_init__(self) -> None:
         if self.fusion not in ("score", "rrf"):
             raise InvalidConfigError(f"fusion must be 'score' or 'rrf'; got {self.fusion!r}")
-        for name, weight in (
-            ("lexical_weight", self.lexical_weight),
-            ("dense_weight", self.dense_weight),
-        ):
-            if check_number(name, weight, 0.0) == float("inf"):
-                raise InvalidConfigError(f"{name} must be a finite number >= 0; got {weight!r}")
+        check_number("lexical_weight", self.lexical_weight, 0.0, finite=True)
+        check_number("dense_weight", self.dense_weight, 0.0, finite=True)
         if self.lexical_weight == 0 and self.dense_weight == 0:
             raise InvalidConfigError(
                 "lexical_weight and dense_weight must not both be 0; got 0 and 0"
@@ -155,7 +151,7 @@ class RecallSettings:
         check_number("neighbor_decay", self.neighbor_decay, 0.0, 1.0)
         check_number("context_weight", self.context_weight, 0.0, 1.0)
         # 0 < k1 < inf: 0 ignores term frequency, inf makes every score NaN.
-        if not 0.0 < check_number("k1", self.k1, 0.0) < float("inf"):
+        if check_number("k1", self.k1, 0.0, finite=True) == 0:
             raise InvalidConfigError(f"k1 must be a finite number > 0; got {self.k1!r}")
         check_number("b", self.b, 0.0, 1.0)
         if not isinstance(self.stemming, bool):

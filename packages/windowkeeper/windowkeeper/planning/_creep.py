@@ -91,8 +91,7 @@ def project_creep(
         ("user_per_turn", user_per_turn),
         ("reply_per_turn", reply_per_turn),
     ):
-        if check_number(label, value, 0.0) == math.inf:
-            raise InvalidConfigError(f"{label} must be a finite number >= 0; got {value!r}")
+        check_number(label, value, 0.0, finite=True)
     return CreepProjection(
         context_window=context_window,
         fixed=fixed,
@@ -114,10 +113,7 @@ def fit_creep(prompt_tokens_per_turn: Sequence[int], *, context_window: int) -> 
         )
     check_int("context_window", context_window, 1)
     for i, tokens in enumerate(prompt_tokens_per_turn):
-        if check_number(f"prompt_tokens_per_turn[{i}]", tokens, 0.0) == math.inf:
-            raise InvalidConfigError(
-                f"prompt_tokens_per_turn[{i}] must be a finite number >= 0; got {tokens!r}"
-            )
+        check_number(f"prompt_tokens_per_turn[{i}]", tokens, 0.0, finite=True)
     xs = range(1, n + 1)
     mean_x = (n + 1) / 2
     mean_y = sum(prompt_tokens_per_turn) / n
