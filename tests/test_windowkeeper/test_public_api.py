@@ -8,6 +8,7 @@ import windowkeeper
 
 EXPECTED = [
     "KV_PRESETS",
+    "MESSAGE_ID",
     "ApproximateCountWarning",
     "Assembled",
     "Budget",
@@ -16,6 +17,7 @@ EXPECTED = [
     "Calibration",
     "CalibrationStats",
     "ChatFormat",
+    "ChatSummarizer",
     "Chunk",
     "CloneArtifact",
     "ContentPart",
@@ -64,6 +66,7 @@ EXPECTED = [
     "Role",
     "RollingSummary",
     "SQLiteStore",
+    "Sessions",
     "Snippet",
     "StateStore",
     "StoredMemory",

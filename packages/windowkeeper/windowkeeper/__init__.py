@@ -37,6 +37,7 @@ from windowkeeper._profiles import (
     register_model,
 )
 from windowkeeper._replay import Replay, ReplayTurn, build_memory, replay_transcript
+from windowkeeper._sessions import MESSAGE_ID, Sessions
 from windowkeeper._toolselect import ToolSelection, ToolSelector
 from windowkeeper._transcript import (
     Transcript,
@@ -59,6 +60,7 @@ from windowkeeper.exceptions import (
     WindowkeeperWarning,
 )
 from windowkeeper.memory import (
+    ChatSummarizer,
     ContextEditor,
     Embedder,
     FactNotes,
@@ -123,6 +125,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KV_PRESETS",
+    "MESSAGE_ID",
     "ApproximateCountWarning",
     "Assembled",
     "Budget",
@@ -131,6 +134,7 @@ __all__ = [
     "Calibration",
     "CalibrationStats",
     "ChatFormat",
+    "ChatSummarizer",
     "Chunk",
     "CloneArtifact",
     "ContentPart",
@@ -179,6 +183,7 @@ __all__ = [
     "Role",
     "RollingSummary",
     "SQLiteStore",
+    "Sessions",
     "Snippet",
     "StateStore",
     "StoredMemory",

@@ -21,6 +21,7 @@ from windowkeeper._toolselect import ToolSelector, tool_name
 from windowkeeper._units import Unit, group_units
 from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError, InvalidMessageError
 from windowkeeper.memory._base import Memory, MemoryView, fit_newest, older_dropped, render_unit
+from windowkeeper.memory._editing import ContextEditor
 from windowkeeper.planning._prefix import prefix_fingerprint
 from windowkeeper.tokens._counter import TokenCounter
 
@@ -107,6 +108,10 @@ class ContextAssembler:
         max_utilization: Keep the prompt strictly below this share of the window, e.g. the
             budget's ``act_threshold`` (0.8) so requests never reach the act level while the
             fixed zones allow it. ``None`` (default): the whole window minus the reserve.
+        clear_turn_results: When system prompt and current turn alone are over the limit (an
+            agent's long tool loop), clear the turn's older tool results, oldest first, with
+            :meth:`ContextEditor.fit_turn` (default ``True``). The user's message and the
+            results the model is about to read are never cleared.
 
     Example:
         >>> asm = ContextAssembler(TokenCounter("gpt-4o"), Budget(context_window=400, generation_reserve=100))
@@ -131,6 +136,7 @@ class ContextAssembler:
         tool_selector: ToolSelector | None = None,
         use_effective_window: bool = False,
         max_utilization: float | None = None,
+        clear_turn_results: bool = True,
     ) -> None:
         if not isinstance(counter, TokenCounter):
             raise InvalidConfigError(
@@ -159,6 +165,7 @@ class ContextAssembler:
         self.chunk_role = chunk_role
         self.tool_selector = tool_selector or ToolSelector()
         self.use_effective_window = use_effective_window
+        self.clear_turn_results = bool(clear_turn_results)
 
     @property
     def prompt_limit(self) -> int:
@@ -233,14 +240,25 @@ class ContextAssembler:
 
         base_msgs = [*system_msgs, *current]
         base = counter.count_messages(base_msgs)
+        dropped: list[Dropped] = []
+        if base > limit and self.clear_turn_results:
+            current, cleared = ContextEditor(counter).fit_turn(system_msgs, current, limit)
+            dropped.extend(cleared)
+            base_msgs = [*system_msgs, *current]
+            base = counter.count_messages(base_msgs)
         if base > limit:
             raise BudgetExceededError(
                 required=base + reserve,
                 limit=limit + reserve,
                 zone="total",
                 detail=(
-                    f"system prompt, current turn and generation reserve ({reserve}) alone; "
-                    f"short by {base - limit}"
+                    f"system prompt, current turn and generation reserve ({reserve}) alone"
+                    + (
+                        f", after clearing {len(dropped)} older tool results of the turn"
+                        if dropped
+                        else ""
+                    )
+                    + f"; short by {base - limit}"
                 ),
             )
         fixed = counter.count_zones_of(base_msgs, system=len(system_msgs))
@@ -258,7 +276,6 @@ class ContextAssembler:
             return counter.count_messages(base_msgs, tools=ts) - base if ts else 0
 
         space = limit - base
-        dropped: list[Dropped] = []
         kept_tools = tool_list
         if tool_list:
             tools_limit = min(limits.get("tools", space), space)
@@ -285,7 +302,8 @@ class ContextAssembler:
 
         # chunks: best first until the rag zone is full; placed in ascending / edges order
         rag_limit = min(limits.get("rag", space), space)
-        kept_chunks, chunk_msgs, rag_used = self._fit_chunks(_chunks(chunks), rag_limit, dropped)
+        kept_chunks, chunk_msgs, rag_used, rag_dropped = self.fit_chunks(chunks, rag_limit)
+        dropped.extend(rag_dropped)
         space -= rag_used
 
         # history: the memory's view within what is left
@@ -320,10 +338,17 @@ class ContextAssembler:
             prefix_fingerprint=prefix_fingerprint(system_msgs, kept_tools),
         )
 
-    def _fit_chunks(
-        self, chunks: list[Chunk], limit: int, dropped: list[Dropped]
-    ) -> tuple[list[Chunk], list[Message], int]:
-        """Best first until ``limit``; the kept chunks and their messages in placement order."""
+    def fit_chunks(
+        self, chunks: Sequence[Chunk | tuple[str, float]], limit: int
+    ) -> tuple[list[Chunk], list[Message], int, list[Dropped]]:
+        """Chunks best first while their messages fit ``limit`` tokens, placed in ``chunk_order``.
+
+        Returns the kept chunks and their messages in placement order (the last one goes next to
+        the user message), the tokens they cost, and what was dropped. Retrieval adapters (a
+        document compressor) call it to fit documents the way a request would.
+        """
+        chunks = _chunks(chunks)
+        dropped: list[Dropped] = []
         ranked = sorted(range(len(chunks)), key=lambda i: (-chunks[i].score, i))
         kept: list[tuple[Chunk, Message]] = []
         used = 0
@@ -343,7 +368,7 @@ class ContextAssembler:
                     )
                 )
         placed = _place(kept, self.chunk_order)
-        return [c for c, _ in placed], [m for _, m in placed], used
+        return [c for c, _ in placed], [m for _, m in placed], used, dropped
 
     def _view(
         self,

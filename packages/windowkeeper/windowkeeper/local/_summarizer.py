@@ -33,6 +33,7 @@ from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError, ModelNotInstalledError, WindowkeeperError
 from windowkeeper.local._notes import clean_reply, plain_lines
 from windowkeeper.memory._base import render_unit
+from windowkeeper.memory._chat import DEFAULT_CONDENSE_PROMPT, DEFAULT_SUMMARY_PROMPT
 from windowkeeper.memory._facts import FactNotes, fact_terms
 
 __all__ = [
@@ -60,18 +61,6 @@ CACHE_ENV = "WINDOWKEEPER_CACHE"
 _CONTEXT = 8192  # SmolLM2-135M's context window (prompt + reply)
 _FORMAT = 1  # layout of the converted folder; bump it to make every cache convert again
 _MARKER = "windowkeeper-model.json"
-
-DEFAULT_SUMMARY_PROMPT = (
-    "You are a note-taker. Write the key facts of the conversation as short notes. Keep every "
-    "name, number, date, id, amount, decision and promise exactly as written. No greetings, no "
-    "advice, nothing that was not said."
-)
-"""System prompt of :meth:`LocalSummarizer.summarize`."""
-DEFAULT_CONDENSE_PROMPT = (
-    "You shorten notes. Rewrite the notes in fewer words. Keep every name, number, date, id, "
-    "amount, decision and promise exactly as written. Drop repetition and filler. Add nothing."
-)
-"""System prompt of :meth:`LocalSummarizer.condense`."""
 
 
 class LocalModelError(WindowkeeperError, RuntimeError):

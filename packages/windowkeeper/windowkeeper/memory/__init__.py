@@ -11,6 +11,7 @@ from windowkeeper.memory._base import (
     render_unit,
     summary_message,
 )
+from windowkeeper.memory._chat import ChatSummarizer
 from windowkeeper.memory._editing import ContextEditor
 from windowkeeper.memory._facts import FactNotes
 from windowkeeper.memory._guard import RetryPolicy, SummaryTimeoutError
@@ -25,6 +26,7 @@ from windowkeeper.memory._window import TokenWindow, TrimResult
 
 __all__ = [
     "BM25Index",
+    "ChatSummarizer",
     "ContextEditor",
     "Embedder",
     "FactNotes",

@@ -55,12 +55,13 @@ class ContextEditor:
         self.clear_reasoning = clear_reasoning
 
     def _placeholder(
-        self, message: Message, names: Mapping[str, str], turn: int
+        self, message: Message, names: Mapping[str, str], turn: int | None
     ) -> tuple[str, int] | None:
         """The placeholder and the tokens it clears; ``None`` where it would not save tokens."""
         tokens = self.counter.count(message.text)
         name = names.get(message.tool_call_id or "", message.name or "tool")
-        note = f"[tool result cleared: {name}, {tokens} tokens, turn {turn}]"
+        where = "" if turn is None else f", turn {turn}"
+        note = f"[tool result cleared: {name}, {tokens} tokens{where}]"
         return (note, tokens) if self.counter.count(note) < tokens else None
 
     def edit(
@@ -119,3 +120,54 @@ class ContextEditor:
             dropped=tuple(cleared),
             kept_units=len(units),
         )
+
+    def fit_turn(
+        self,
+        system: Sequence[Message],
+        turn: Sequence[Message],
+        limit: int,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> tuple[list[Message], list[Dropped]]:
+        """Clear the current turn's older tool results, oldest first, until the request fits.
+
+        For an agent's tool loop inside one turn: the results answering the newest assistant
+        message with tool calls (the ones the model is about to read) and the user's message are
+        never touched; every older result becomes the same placeholder as in :meth:`edit`, keeping
+        its ``tool_call_id``, so every call still has its result. Clearing stops as soon as
+        ``system + turn`` (with ``tools``) counts at most ``limit`` tokens.
+
+        Returns:
+            The turn (edited copies where cleared; the input is untouched) and what was cleared.
+            The caller checks whether it now fits: when even clearing every older result is not
+            enough, the returned turn is still over ``limit``.
+        """
+        edited = list(turn)
+        last_calls = max(
+            (i for i, m in enumerate(edited) if m.role == "assistant" and m.tool_calls), default=-1
+        )
+        names = {c.id: c.name for m in edited for c in m.tool_calls if c.id}
+        total = self.counter.count_messages([*system, *edited], tools=tools)
+        cleared: list[Dropped] = []
+        for i in range(1, max(last_calls, 0)):
+            if total <= limit:
+                break
+            message = edited[i]
+            if message.role not in ("tool", "function"):
+                continue
+            note = self._placeholder(message, names, None)
+            if note is None:
+                continue
+            note_text, tokens = note
+            replacement = replace(message, content=(TextPart(text=note_text),))
+            total += self.counter.count_message(replacement) - self.counter.count_message(message)
+            edited[i] = replacement
+            cleared.append(
+                Dropped(
+                    zone="history",
+                    what=f"tool result {message.tool_call_id} of the current turn",
+                    tokens=tokens,
+                    reason="an older tool result of this turn; the request was over its budget",
+                )
+            )
+        return edited, cleared

@@ -1,0 +1,173 @@
+"""One memory per conversation, and the bookkeeping that stores a framework's messages once."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from windowkeeper._checks import check_int
+from windowkeeper._messages import Message
+from windowkeeper._units import Unit, group_units
+from windowkeeper.exceptions import InvalidConfigError
+from windowkeeper.memory._base import Memory, StoredMemory
+
+__all__ = ["MESSAGE_ID", "Sessions"]
+
+MESSAGE_ID = "message_id"
+"""Metadata key under which an adapter keeps a framework message's own id (LangChain's
+``BaseMessage.id``, LlamaIndex's block ids); :meth:`Sessions.sync` matches on it."""
+
+_T = TypeVar("_T")
+
+
+class _Log:
+    """What one session has stored: the framework ids, and where the last sync ended."""
+
+    __slots__ = ("anchor", "ids", "lock", "synced")
+
+    def __init__(self, units: Sequence[Unit]) -> None:
+        self.ids: set[str] = {
+            key
+            for u in units
+            for m in u.messages
+            if isinstance(key := m.metadata.get(MESSAGE_ID), str)
+        }
+        self.synced = 0  # items of the last list known to be stored
+        self.anchor: str | None = None  # the id of item synced - 1
+        self.lock = threading.Lock()
+
+
+class Sessions(Generic[_T]):
+    """One memory per conversation id, opened on first use, over whatever store the factory shares.
+
+    Framework adapters key conversations by the framework's own id (LangGraph's ``thread_id``, a
+    chat history's ``session_id``) and hand over the framework's whole message list each call.
+    :meth:`sync` stores, once, the finished turns of that list that are not stored yet, and
+    converts only those: each stored message keeps the framework's message id under
+    ``metadata["message_id"]``, so after a restart (or with a checkpointer that replays the whole
+    thread) nothing is stored twice, and a call costs the same at 100 or 10,000 messages of
+    history.
+
+    Args:
+        factory: Builds the memory of a session id (give every session the same store).
+        max_open: Memories kept open; the least recently used is closed beyond it (its turns
+            stay in the store and it reopens on next use).
+
+    Example:
+        >>> from windowkeeper import TokenCounter, WindowMemory
+        >>> counter = TokenCounter("gpt-4o")
+        >>> sessions = Sessions(lambda sid: WindowMemory(counter, session_id=sid))
+        >>> msgs = [{"role": "user", "content": "hi", "id": "m1"},
+        ...         {"role": "assistant", "content": "hello", "id": "m2"}]
+        >>> def convert(items):
+        ...     return [Message(role=d["role"], content=d["content"], metadata={MESSAGE_ID: d["id"]}) for d in items]
+        >>> len(sessions.sync("a", msgs, key=lambda d: d["id"], convert=convert))
+        1
+        >>> sessions.sync("a", msgs, key=lambda d: d["id"], convert=convert)  # already stored
+        []
+        >>> len(sessions.memory("a")), len(sessions.memory("b"))
+        (1, 0)
+    """
+
+    def __init__(self, factory: Callable[[str], Memory], *, max_open: int = 1024) -> None:
+        if not callable(factory):
+            raise InvalidConfigError(
+                f"factory must be callable (session id -> memory); got {factory!r}"
+            )
+        check_int("max_open", max_open, 1)
+        self.factory = factory
+        self.max_open = max_open
+        self._open: OrderedDict[str, tuple[Memory, _Log]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Sessions(open={len(self._open)}, max_open={self.max_open})"
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._open
+
+    def memory(self, session_id: str) -> Memory:
+        """The memory of ``session_id``, opened (and its stored turns loaded) on first use."""
+        return self._entry(session_id)[0]
+
+    def _entry(self, session_id: str) -> tuple[Memory, _Log]:
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidConfigError(f"session_id must be a non-empty str; got {session_id!r}")
+        closing: list[Memory] = []
+        with self._lock:
+            entry = self._open.get(session_id)
+            if entry is None:
+                memory = self.factory(session_id)
+                if not callable(getattr(memory, "add", None)) or not callable(
+                    getattr(memory, "view", None)
+                ):
+                    raise InvalidConfigError(
+                        f"factory must return a memory (add, view); got {type(memory).__name__}"
+                    )
+                units = memory.units if isinstance(memory, StoredMemory) else []
+                entry = (memory, _Log(units))
+                self._open[session_id] = entry
+                while len(self._open) > self.max_open:
+                    closing.append(self._open.popitem(last=False)[1][0])
+            else:
+                self._open.move_to_end(session_id)
+        for old in closing:
+            _close(old)
+        return entry
+
+    def sync(
+        self,
+        session_id: str,
+        items: Sequence[_T],
+        *,
+        key: Callable[[_T], str | None],
+        convert: Callable[[Sequence[_T]], list[Message]],
+    ) -> list[Unit]:
+        """Store the turns of ``items`` not stored yet; return the units stored now.
+
+        ``items`` is the framework's conversation, oldest first and without the system prompt,
+        holding finished turns only (every tool call answered). New items are those after the
+        newest one whose ``key`` is already stored (all of them when none is); only they are
+        converted. Items without a key are stored when they follow the newest stored one.
+
+        Raises:
+            InvalidMessageError: The new messages are not a valid conversation (a tool call
+                without its result, ...); nothing is stored.
+        """
+        memory, log = self._entry(session_id)
+        with log.lock:
+            n = len(items)
+            if 0 < log.synced <= n and key(items[log.synced - 1]) == log.anchor:
+                start = log.synced
+            else:
+                start = 0
+                for i in range(n - 1, -1, -1):
+                    k = key(items[i])
+                    if k is not None and k in log.ids:
+                        start = i + 1
+                        break
+            if start >= n:
+                log.synced, log.anchor = n, key(items[-1]) if items else None
+                return []
+            messages = convert(items[start:])
+            units = group_units(messages, session_id=session_id, finished=True)
+            stored = [memory.add(u) for u in units]
+            log.ids.update(k for m in messages if isinstance(k := m.metadata.get(MESSAGE_ID), str))
+            log.synced, log.anchor = n, key(items[-1])
+            return stored
+
+    def close(self) -> None:
+        """Close every open memory (waiting briefly for background summaries)."""
+        with self._lock:
+            memories = [m for m, _ in self._open.values()]
+            self._open.clear()
+        for memory in memories:
+            _close(memory)
+
+
+def _close(memory: Memory) -> None:
+    close = getattr(memory, "close", None)
+    if callable(close):
+        close()
