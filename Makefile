@@ -15,7 +15,7 @@ setup:  ## install uv if missing and sync the workspace (CPU-only, offline-safe 
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --all-groups
 
-demo: setup  ## audit + plan + kv, then replay with the layered memory (fact notes, MiniLM) and clone
+demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, MiniLM) and clone, then the LangChain agent
 	@mkdir -p $(OUT)
 	$(RUN) windowkeeper audit $(TRANSCRIPT) --plot $(OUT)/creep.png
 	$(RUN) windowkeeper plan
@@ -23,6 +23,7 @@ demo: setup  ## audit + plan + kv, then replay with the layered memory (fact not
 	rm -f $(OUT)/replay.db
 	$(RUN) windowkeeper replay $(TRANSCRIPT) --strategy layered --budget 8000 --store $(OUT)/replay.db --plot $(OUT)/replay.png --finish 60
 	$(RUN) windowkeeper clone $(TRANSCRIPT) --max-tokens 1200 --store $(OUT)/replay.db --out $(OUT)/clone.json
+	$(RUN) python examples/langchain_agent.py
 
 test: setup lint typecheck pytest docs-check  ## install everything, then lint, types, tests and a strict docs build
 
@@ -30,7 +31,7 @@ lint:  ## ruff lint + format check
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
-typecheck:  ## mypy --strict on the core
+typecheck:  ## mypy --strict on the core and the adapters
 	$(RUN) mypy
 
 pytest:  ## the test suite (sockets blocked)
@@ -44,6 +45,7 @@ bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand (LoCoMo re
 	$(RUN) python bench/bench_summary.py
 	$(RUN) python bench/bench_facts.py
 	$(RUN) python bench/bench_locomo.py
+	$(RUN) python bench/bench_langchain.py
 
 docs: setup  ## build the documentation site into site/
 	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict

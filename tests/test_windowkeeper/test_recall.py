@@ -650,7 +650,13 @@ def test_bad_settings_raise_when_built() -> None:
 def test_default_embedder_is_minilm_and_loads_lazily() -> None:
     m = TurnRecall(COUNTER)
     assert m.index.model_id == "all-MiniLM-L6-v2-onnx-int8"
-    assert getattr(m.index.embedder, "_session", "missing") is None
+    # in a fresh process: other tests of this one may already have loaded the shared model
+    code = (
+        "from windowkeeper import TokenCounter, TurnRecall\n"
+        "m = TurnRecall(TokenCounter('gpt-4o'))\n"
+        "assert getattr(m.index.embedder, '_session', 'missing') is None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 # ------------------------------------------------------------------ persistence and isolation

@@ -240,12 +240,24 @@ class ContextAssembler:
 
         base_msgs = [*system_msgs, *current]
         base = counter.count_messages(base_msgs)
+
+        # tools: exact cost in this request (the tool block interacts with the system message)
+        def tools_cost(ts: Sequence[Mapping[str, Any]]) -> int:
+            return counter.count_messages(base_msgs, tools=ts) - base if ts else 0
+
         dropped: list[Dropped] = []
-        if base > limit and self.clear_turn_results:
-            current, cleared = ContextEditor(counter).fit_turn(system_msgs, current, limit)
-            dropped.extend(cleared)
-            base_msgs = [*system_msgs, *current]
-            base = counter.count_messages(base_msgs)
+        if self.clear_turn_results:
+            # an agent's tool loop makes room for its tools (within their zone) before any is
+            # dropped: a turn without tools would end the loop
+            room_for_tools = min(tools_cost(tool_list), limits.get("tools", limit))
+            if base + room_for_tools > limit:
+                current, cleared = ContextEditor(counter).fit_turn(
+                    system_msgs, current, limit - room_for_tools
+                )
+                if cleared:
+                    dropped.extend(cleared)
+                    base_msgs = [*system_msgs, *current]
+                    base = counter.count_messages(base_msgs)
         if base > limit:
             raise BudgetExceededError(
                 required=base + reserve,
@@ -270,10 +282,6 @@ class ContextAssembler:
                     zone=zone,
                     detail="this zone is never shortened",
                 )
-
-        # tools: exact cost in this request (the tool block interacts with the system message)
-        def tools_cost(ts: Sequence[Mapping[str, Any]]) -> int:
-            return counter.count_messages(base_msgs, tools=ts) - base if ts else 0
 
         space = limit - base
         kept_tools = tool_list

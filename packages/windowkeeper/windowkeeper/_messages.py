@@ -306,15 +306,22 @@ class Message:
         """Return the OpenAI chat dict for this message.
 
         Reasoning parts are left out (OpenAI's chat API takes none). Text-only content becomes a string.
+        With ``include_metadata`` (how stores write a message) nothing is left out: reasoning parts
+        are kept and an :class:`OtherPart` keeps its declared tokens, so what is read back counts
+        and sends the same.
         """
         out: dict[str, Any] = {"role": self.role}
-        sendable = [p for p in self.parts if not isinstance(p, ReasoningPart)]
+        sendable = (
+            list(self.parts)
+            if include_metadata
+            else [p for p in self.parts if not isinstance(p, ReasoningPart)]
+        )
         if not sendable:
             out["content"] = None if self.tool_calls else ""
         elif len(sendable) == 1 and isinstance(sendable[0], TextPart):
             out["content"] = sendable[0].text
         else:
-            out["content"] = [_part_to_openai(p) for p in sendable]
+            out["content"] = [_part_to_openai(p, stored=include_metadata) for p in sendable]
         if self.name is not None:
             out["name"] = self.name
         modern = [c for c in self.tool_calls if c.id is not None]
@@ -427,20 +434,34 @@ def _part_from_openai(part: Mapping[str, Any]) -> ContentPart:
     if kind in ("reasoning", "thinking"):
         return ReasoningPart(text=part.get("text") or part.get("thinking") or "")
     if isinstance(kind, str):
-        tokens = part.get("tokens", 0)
+        if (
+            STORED_TOKENS in part
+        ):  # written by a store: the declared tokens beside the original part
+            tokens = part[STORED_TOKENS]
+            part = {k: v for k, v in part.items() if k != STORED_TOKENS}
+        else:
+            tokens = part.get("tokens", 0)
         if not isinstance(tokens, int):
             raise InvalidMessageError(f"part {kind!r}: tokens must be an int; got {tokens!r}")
         return OtherPart(kind=kind, tokens=tokens, data=part)
     raise InvalidMessageError(f"content part needs a string 'type'; got {kind!r}")
 
 
-def _part_to_openai(part: ContentPart) -> dict[str, Any]:
+STORED_TOKENS = "windowkeeper_tokens"
+"""Key under which a stored :class:`OtherPart` keeps its declared tokens (never sent)."""
+
+
+def _part_to_openai(part: ContentPart, *, stored: bool = False) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     if isinstance(part, ImagePart):
         return {"type": "image_url", "image_url": {"url": part.url, "detail": part.detail}}
     if isinstance(part, OtherPart):
-        return dict(part.data) if part.data else {"type": part.kind, "tokens": part.tokens}
+        out = dict(part.data) if part.data else {"type": part.kind, "tokens": part.tokens}
+        if stored:
+            out.setdefault("type", part.kind)
+            out[STORED_TOKENS] = part.tokens
+        return out
     return {"type": "reasoning", "text": part.text}
 
 

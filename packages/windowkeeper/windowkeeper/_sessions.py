@@ -124,6 +124,7 @@ class Sessions(Generic[_T]):
         *,
         key: Callable[[_T], str | None],
         convert: Callable[[Sequence[_T]], list[Message]],
+        stop: int | None = None,
     ) -> list[Unit]:
         """Store the turns of ``items`` not stored yet; return the units stored now.
 
@@ -131,6 +132,7 @@ class Sessions(Generic[_T]):
         holding finished turns only (every tool call answered). New items are those after the
         newest one whose ``key`` is already stored (all of them when none is); only they are
         converted. Items without a key are stored when they follow the newest stored one.
+        ``stop`` syncs ``items[:stop]`` without copying the list (the turn in progress after it).
 
         Raises:
             InvalidMessageError: The new messages are not a valid conversation (a tool call
@@ -138,7 +140,7 @@ class Sessions(Generic[_T]):
         """
         memory, log = self._entry(session_id)
         with log.lock:
-            n = len(items)
+            n = len(items) if stop is None else check_int("stop", stop, 0, len(items))
             if 0 < log.synced <= n and key(items[log.synced - 1]) == log.anchor:
                 start = log.synced
             else:
@@ -149,13 +151,13 @@ class Sessions(Generic[_T]):
                         start = i + 1
                         break
             if start >= n:
-                log.synced, log.anchor = n, key(items[-1]) if items else None
+                log.synced, log.anchor = n, key(items[n - 1]) if n else None
                 return []
-            messages = convert(items[start:])
+            messages = convert(items[start:n])
             units = group_units(messages, session_id=session_id, finished=True)
             stored = [memory.add(u) for u in units]
             log.ids.update(k for m in messages if isinstance(k := m.metadata.get(MESSAGE_ID), str))
-            log.synced, log.anchor = n, key(items[-1])
+            log.synced, log.anchor = n, key(items[n - 1])
             return stored
 
     def close(self) -> None:

@@ -1,0 +1,133 @@
+"""Embeddings both ways: LangChain ``Embeddings`` in the core's recall, the embedded MiniLM in LangChain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.embeddings import Embeddings
+from windowkeeper import Embedder, InvalidConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["LangChainEmbedder", "WindowkeeperEmbeddings", "as_core_embedder"]
+
+
+class LangChainEmbedder:
+    """Any LangChain :class:`~langchain_core.embeddings.Embeddings` as a core :class:`~windowkeeper.Embedder`.
+
+    Stored turns are embedded with ``embed_documents`` (off the request path) and the query with
+    ``embed_query``, as LangChain models that embed the two differently expect. Vectors are
+    L2-normalised by the core.
+
+    Args:
+        embeddings: The LangChain embeddings (``HuggingFaceEmbeddings``, ``OpenAIEmbeddings``, ...).
+        model_id: Names the vector space: vectors persisted in a store are keyed by it, so change
+            it when the model changes. Default: the class name plus its ``model``/``model_name``.
+        dimension: Vector size; default: measured once by embedding a short text.
+    """
+
+    def __init__(
+        self, embeddings: Embeddings, *, model_id: str | None = None, dimension: int | None = None
+    ) -> None:
+        if not isinstance(embeddings, Embeddings):
+            raise InvalidConfigError(
+                f"embeddings must be a LangChain Embeddings; got {type(embeddings).__name__}"
+            )
+        self.embeddings = embeddings
+        if model_id is None:
+            model = getattr(embeddings, "model_name", None) or getattr(embeddings, "model", None)
+            model_id = f"langchain:{type(embeddings).__name__}" + (f":{model}" if model else "")
+        if not isinstance(model_id, str) or not model_id:
+            raise InvalidConfigError(f"model_id must be a non-empty str; got {model_id!r}")
+        self.model_id = model_id
+        if dimension is None:
+            dimension = len(embeddings.embed_query("windowkeeper dimension probe"))
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+            raise InvalidConfigError(f"dimension must be an int >= 1; got {dimension!r}")
+        self.dimension = dimension
+
+    def __repr__(self) -> str:
+        return f"LangChainEmbedder({self.model_id!r}, dimension={self.dimension})"
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Stored texts, through ``embed_documents``."""
+        import numpy as np
+
+        return np.asarray(self.embeddings.embed_documents(list(texts)), dtype=np.float32)
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """The query, through ``embed_query``."""
+        import numpy as np
+
+        return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
+
+
+def as_core_embedder(embeddings: Embeddings | Embedder) -> Embedder:
+    """A core embedder for LangChain ``Embeddings`` (wrapped) or a core ``Embedder`` (as is)."""
+    if isinstance(embeddings, Embeddings):
+        if isinstance(embeddings, WindowkeeperEmbeddings):
+            return embeddings.embedder
+        return LangChainEmbedder(embeddings)
+    if isinstance(embeddings, Embedder):
+        return embeddings
+    raise InvalidConfigError(
+        "embeddings must be LangChain Embeddings or a windowkeeper Embedder; "
+        f"got {type(embeddings).__name__}"
+    )
+
+
+class WindowkeeperEmbeddings(Embeddings):
+    """windowkeeper's embedded all-MiniLM-L6-v2 (int8 ONNX, 384 dimensions) as LangChain ``Embeddings``.
+
+    Offline and torch-free (needs ``windowkeeper[embed]``); the model is shared with the core's
+    recall, so a vector store and turn recall in one process load it once. Vectors are
+    L2-normalised.
+
+    Args:
+        embedder: A core :class:`~windowkeeper.Embedder` to expose; default the shared MiniLM.
+
+    Raises:
+        ModelNotInstalledError: The embedded model is not installed (the message gives the
+            install command).
+
+    Example:
+        >>> emb = WindowkeeperEmbeddings()
+        >>> len(emb.embed_query("Where is my parcel?"))
+        384
+    """
+
+    def __init__(self, embedder: Embedder | None = None) -> None:
+        if embedder is None:
+            from windowkeeper.local import shared_embedder
+
+            embedder = shared_embedder()
+        if not isinstance(embedder, Embedder):
+            raise InvalidConfigError(
+                f"embedder must be a windowkeeper Embedder; got {type(embedder).__name__}"
+            )
+        self.embedder = embedder
+
+    def __repr__(self) -> str:
+        return f"WindowkeeperEmbeddings({self.embedder.model_id!r})"
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text."""
+        return _rows(self.embedder.embed(texts))
+
+    def embed_query(self, text: str) -> list[float]:
+        """The vector of one query."""
+        query = getattr(self.embedder, "embed_query", None)
+        if callable(query):
+            return _rows([query(text)])[0]
+        return _rows(self.embedder.embed([text]))[0]
+
+
+def _rows(vectors: Any) -> list[list[float]]:
+    import numpy as np
+
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.maximum(np.linalg.norm(array, axis=-1, keepdims=True), 1e-12)
+    return [[float(x) for x in row] for row in array / norms]

@@ -1,0 +1,216 @@
+"""A drop-in ``BaseChatMessageHistory``: every message kept, the budgeted view returned."""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.messages import BaseMessage, HumanMessage
+from windowkeeper import (
+    ConversationStore,
+    InvalidConfigError,
+    InvalidMessageError,
+    Memory,
+    MemoryStore,
+    TokenCounter,
+    Unit,
+    build_memory,
+    group_units,
+)
+from windowkeeper._messages import validate_tool_pairs
+
+from langchain_windowkeeper._convert import to_core_messages, to_langchain
+from langchain_windowkeeper._engine import open_store
+
+__all__ = ["WindowkeeperChatMessageHistory"]
+
+_EPOCH = "#"
+
+
+class WindowkeeperChatMessageHistory(BaseChatMessageHistory):
+    """Chat history for ``RunnableWithMessageHistory`` that stores everything and shows a budget.
+
+    ``add_messages`` stores every message: in windowkeeper's store (a SQLite file by default), or
+    in a ``BaseChatMessageHistory`` you already run (Postgres, Redis, ...), which it wraps and
+    keeps writing to. ``messages`` returns what fits ``max_tokens``: with the default layered
+    memory, a summary of older turns, turns recalled for the newest question and the recent turns
+    verbatim, never a tool call without its result. A turn is stored when it is finished (a
+    question and its answer, with every tool call answered), which ``RunnableWithMessageHistory``
+    always hands over together; a turn still in progress is held in the process and shown.
+
+    ``clear()`` never deletes: the conversation continues in a fresh session
+    (``"<session_id>#1"``, ...), and the earlier turns stay in the store.
+
+    Args:
+        session_id: The conversation.
+        store: A SQLite file path (default ``windowkeeper_history.db``), a
+            :class:`~windowkeeper.ConversationStore`, or a ``BaseChatMessageHistory`` to wrap.
+        max_tokens: Tokens the returned history may cost (exact, for ``model``).
+        model: Model profile to count with (or ``counter``).
+        memory: ``"window"``, ``"summary"``, ``"recall"``, ``"layered"`` (default), or
+            ``session_id -> Memory``.
+        **memory_options: Passed to the memory (``summarizer=``, ``embedder=``, ...).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "chat.db"
+        >>> history = WindowkeeperChatMessageHistory("ann", store=path, max_tokens=200, memory="window")
+        >>> history.add_user_message("My order is A-17.")
+        >>> history.add_ai_message("Thanks, I see order A-17.")
+        >>> [m.type for m in history.messages]
+        ['human', 'ai']
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        store: ConversationStore | BaseChatMessageHistory | str | os.PathLike[str] = (
+            "windowkeeper_history.db"
+        ),
+        max_tokens: int = 4000,
+        model: str = "gpt-4o",
+        counter: TokenCounter | None = None,
+        memory: Literal["window", "summary", "recall", "layered"]
+        | Callable[[str], Memory] = "layered",
+        **memory_options: Any,
+    ) -> None:
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidConfigError(f"session_id must be a non-empty str; got {session_id!r}")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise InvalidConfigError(f"max_tokens must be an int >= 1; got {max_tokens!r}")
+        self.counter = counter or TokenCounter(model)
+        self.inner: BaseChatMessageHistory | None = (
+            store if isinstance(store, BaseChatMessageHistory) else None
+        )
+        # a wrapped history is the source of truth; windowkeeper mirrors it in the process
+        self.store: ConversationStore = (
+            MemoryStore() if self.inner is not None else open_store(store)  # type: ignore[arg-type]
+        )
+        if callable(memory):
+            self._factory: Callable[[str], Memory] = memory
+        else:
+
+            def factory(sid: str) -> Memory:
+                return build_memory(
+                    memory, self.counter, store=self.store, session_id=sid, **memory_options
+                )
+
+            self._factory = factory
+        self.session_id = session_id
+        self.max_tokens = max_tokens
+        self._lock = threading.RLock()
+        self._pending: list[BaseMessage] = []
+        self._epoch = self._latest_epoch()
+        self._memory = self._factory(self._session)
+        if self.inner is not None:
+            self._mirror(self._inner_messages())
+
+    # ------------------------------------------------------------------------------ sessions
+
+    @property
+    def _session(self) -> str:
+        return self.session_id if self._epoch == 0 else f"{self.session_id}{_EPOCH}{self._epoch}"
+
+    def _latest_epoch(self) -> int:
+        if self.inner is not None:
+            return 0
+        prefix = f"{self.session_id}{_EPOCH}"
+        epochs = [
+            int(s[len(prefix) :])
+            for s in self.store.sessions()
+            if s.startswith(prefix) and s[len(prefix) :].isdigit()
+        ]
+        return max(epochs, default=0)
+
+    @property
+    def memory(self) -> Memory:
+        """The core memory of the current session."""
+        return self._memory
+
+    def _inner_messages(self) -> list[BaseMessage]:
+        assert self.inner is not None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return list(self.inner.messages)
+
+    def _mirror(self, messages: Sequence[BaseMessage]) -> None:
+        """Put a wrapped history's messages into the memory: finished turns stored, the rest held."""
+        self._pending = []
+        self._take(messages)
+
+    # ------------------------------------------------------------------------------ writes
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Store the messages (a finished turn is stored at once; see the class notes)."""
+        messages = list(messages)
+        to_core_messages(messages)  # refuse what cannot be converted before writing anywhere
+        with self._lock:
+            if self.inner is not None:
+                self.inner.add_messages(messages)
+            self._take(messages)
+
+    def _take(self, messages: Sequence[BaseMessage]) -> None:
+        pending = [*self._pending, *messages]
+        core = to_core_messages(pending)
+        units = group_units(core)
+        finished: list[Unit] = []
+        for unit in units:
+            try:
+                validate_tool_pairs(unit.messages, finished=True)
+            except InvalidMessageError:
+                break
+            if unit is units[-1] and not _answered(unit):
+                break
+            finished.append(unit)
+        for unit in finished:
+            self._memory.add(unit)
+        stored = sum(len(u.messages) for u in finished)
+        self._pending = pending[stored:]
+
+    def clear(self) -> None:
+        """Start afresh in a new session; windowkeeper's stored turns are kept (never deleted).
+
+        A wrapped history is cleared as it clears itself.
+        """
+        with self._lock:
+            if self.inner is not None:  # the wrapped history decides what clearing means
+                self.inner.clear()
+                self.store = MemoryStore()
+            else:
+                self._epoch += 1
+            self._memory = self._factory(self._session)
+            self._pending = []
+
+    # ------------------------------------------------------------------------------ reads
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        """The budgeted history: what the memory shows for the newest question, then a turn in progress."""
+        with self._lock:
+            pending = list(self._pending)
+            query: str | None = next(
+                (str(m.text) for m in reversed(pending) if isinstance(m, HumanMessage)), None
+            )
+            if query is None:
+                last = getattr(self._memory, "last_unit", None)
+                query = last.user.text if isinstance(last, Unit) and last.user else ""
+            budget = max(
+                self.max_tokens - self.counter.count_messages(to_core_messages(pending)), 0
+            )
+            view = self._memory.view(query, budget=budget)
+            return [*(to_langchain(m) for m in view.messages()), *pending]
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        """Async :attr:`messages`."""
+        return self.messages
+
+
+def _answered(unit: Unit) -> bool:
+    """A turn is finished when its last message is an assistant reply without open calls."""
+    last = unit.messages[-1]
+    return last.role == "assistant" and not last.tool_calls
