@@ -12,6 +12,7 @@ can send.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -75,6 +76,15 @@ _MODELLED = frozenset({"content", "tool_calls", "tool_call_id", "name", "id", "t
 _CHAT_ROLES = {"human": "user", "ai": "assistant", "user": "user", "assistant": "assistant"}
 # content blocks that repeat a structured tool call (counted through tool_calls, not twice)
 _CALL_BLOCKS = frozenset({"tool_use", "tool_call", "server_tool_call", "tool_call_chunk"})
+
+
+@functools.cache
+def _defaults(cls: type[BaseMessage]) -> dict[str, Any]:
+    """Each field's default value (compared only, never handed out)."""
+    return {
+        name: field.get_default(call_default_factory=True)
+        for name, field in cls.model_fields.items()
+    }
 
 
 def _role(message: BaseMessage) -> str:
@@ -200,12 +210,11 @@ def to_core(message: BaseMessage) -> Message:
         )
     role = _role(message)
     record: dict[str, Any] = {"class": type(message).__name__}
-    fields = type(message).model_fields
+    defaults = _defaults(type(message))
     for key, value in message.__dict__.items():
         if key in _MODELLED:
             continue
-        field = fields.get(key)
-        if field is not None and value == field.get_default(call_default_factory=True):
+        if key in defaults and value == defaults[key]:
             continue  # the class's default comes back by itself
         record[key] = _jsonable(key, value)
     if isinstance(message.content, list):
