@@ -17,12 +17,14 @@ from windowkeeper import (
     ContextEditor,
     InvalidConfigError,
     InvalidMessageError,
+    MemoryStore,
     Message,
     RollingSummary,
     Sessions,
     SQLiteStore,
     TokenCounter,
     ToolCall,
+    TurnLog,
     Unit,
     WindowMemory,
     validate_tool_pairs,
@@ -272,3 +274,69 @@ class TestFitTurn:
         )
         with pytest.raises(BudgetExceededError, match="short by"):
             assembler.assemble(tool_loop(8), system="Be brief.")
+
+
+def as_core(items: Sequence[dict[str, Any]]) -> list[Message]:
+    return [Message(**d) for d in items]
+
+
+class TestTurnLog:
+    def make(self, store: Any) -> TurnLog[dict[str, Any]]:
+        return TurnLog(
+            lambda sid: WindowMemory(COUNTER, store=store, session_id=sid),
+            "ann",
+            convert=as_core,
+            counter=COUNTER,
+            store=store,
+        )
+
+    def test_stores_finished_turns_and_holds_the_rest(self) -> None:
+        log = self.make(MemoryStore())
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        assert log.add([{"role": "user", "content": "q"}]) == []
+        assert log.add([{"role": "assistant", "content": "", "tool_calls": [call]}]) == []
+        assert len(log.pending) == 2
+        stored = log.add(
+            [
+                {"role": "tool", "tool_call_id": "c1", "content": "r"},
+                {"role": "assistant", "content": "a"},
+            ]
+        )
+        assert [len(u.messages) for u in stored] == [4]
+        assert log.pending == []
+
+    def test_view_and_held_turn_fit_the_budget_together(self) -> None:
+        log = self.make(MemoryStore())
+        for i in range(20):
+            log.add(
+                [
+                    {"role": "user", "content": f"q{i} " * 20},
+                    {"role": "assistant", "content": "a " * 20},
+                ]
+            )
+        log.add([{"role": "user", "content": "now " * 30}])
+        view, held = log.view(200)
+        assert len(held) == 1
+        shown = [*view.messages(), *as_core(held)]
+        assert COUNTER.count_messages(shown) <= 200
+        assert view.recent  # some history still fits
+
+    def test_clear_continues_in_a_new_epoch_and_reopens_there(self, tmp_path: Path) -> None:
+        store = SQLiteStore(tmp_path / "log.db")
+        log = self.make(store)
+        log.add([{"role": "user", "content": "old"}, {"role": "assistant", "content": "x"}])
+        log.clear()
+        assert log.session == "ann#1"
+        assert len(log.memory) == 0
+        log.add([{"role": "user", "content": "new"}, {"role": "assistant", "content": "y"}])
+        reopened = self.make(store)
+        assert reopened.session == "ann#1"
+        assert [u.user.text for u in reopened.memory.units] == ["new"]  # type: ignore[attr-defined,union-attr]
+        assert len(WindowMemory(COUNTER, store=store, session_id="ann")) == 1  # nothing deleted
+        store.close()
+
+    def test_bad_input_is_named(self) -> None:
+        with pytest.raises(InvalidConfigError, match="session_id"):
+            TurnLog(lambda sid: WindowMemory(COUNTER), "", convert=as_core, counter=COUNTER)
+        with pytest.raises(InvalidConfigError, match="budget"):
+            self.make(MemoryStore()).view(-1)

@@ -788,9 +788,13 @@ def slow(texts):
 
 memory = TurnRecall(TokenCounter("gpt-4o"), store=SQLiteStore(sys.argv[1]),
                     embedder=as_embedder(slow, model_id="slow-8", dimension=8))
-for i in range(6):
+def add(i):
     memory.add([Message(role="user", content=f"question {i}"), Message(role="assistant", content="ok")])
-time.sleep(0.1)  # the worker has taken the first unit
+
+add(0)
+time.sleep(0.2)  # the worker has taken the first unit alone (on a busy machine it could batch all six)
+for i in range(1, 6):
+    add(i)
 """
 
 

@@ -9,26 +9,21 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from langchain_core.chat_history import BaseChatMessageHistory
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import BaseMessage
 from windowkeeper import (
     ConversationStore,
     InvalidConfigError,
-    InvalidMessageError,
     Memory,
     MemoryStore,
     TokenCounter,
-    Unit,
+    TurnLog,
     build_memory,
-    group_units,
 )
-from windowkeeper._messages import validate_tool_pairs
 
 from langchain_windowkeeper._convert import to_core_messages, to_langchain
 from langchain_windowkeeper._engine import open_store
 
 __all__ = ["WindowkeeperChatMessageHistory"]
-
-_EPOCH = "#"
 
 
 class WindowkeeperChatMessageHistory(BaseChatMessageHistory):
@@ -104,44 +99,28 @@ class WindowkeeperChatMessageHistory(BaseChatMessageHistory):
         self.session_id = session_id
         self.max_tokens = max_tokens
         self._lock = threading.RLock()
-        self._pending: list[BaseMessage] = []
-        self._epoch = self._latest_epoch()
-        self._memory = self._factory(self._session)
-        if self.inner is not None:
-            self._mirror(self._inner_messages())
-
-    # ------------------------------------------------------------------------------ sessions
-
-    @property
-    def _session(self) -> str:
-        return self.session_id if self._epoch == 0 else f"{self.session_id}{_EPOCH}{self._epoch}"
-
-    def _latest_epoch(self) -> int:
-        if self.inner is not None:
-            return 0
-        prefix = f"{self.session_id}{_EPOCH}"
-        epochs = [
-            int(s[len(prefix) :])
-            for s in self.store.sessions()
-            if s.startswith(prefix) and s[len(prefix) :].isdigit()
-        ]
-        return max(epochs, default=0)
+        self.log: TurnLog[BaseMessage] = TurnLog(
+            self._factory,
+            session_id,
+            convert=to_core_messages,
+            counter=self.counter,
+            store=None if self.inner is not None else self.store,
+        )
+        if (
+            self.inner is not None
+        ):  # mirror the wrapped history: finished turns stored, the rest held
+            self.log.add(self._inner_messages())
 
     @property
     def memory(self) -> Memory:
         """The core memory of the current session."""
-        return self._memory
+        return self.log.memory
 
     def _inner_messages(self) -> list[BaseMessage]:
         assert self.inner is not None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return list(self.inner.messages)
-
-    def _mirror(self, messages: Sequence[BaseMessage]) -> None:
-        """Put a wrapped history's messages into the memory: finished turns stored, the rest held."""
-        self._pending = []
-        self._take(messages)
 
     # ------------------------------------------------------------------------------ writes
 
@@ -152,25 +131,7 @@ class WindowkeeperChatMessageHistory(BaseChatMessageHistory):
         with self._lock:
             if self.inner is not None:
                 self.inner.add_messages(messages)
-            self._take(messages)
-
-    def _take(self, messages: Sequence[BaseMessage]) -> None:
-        pending = [*self._pending, *messages]
-        core = to_core_messages(pending)
-        units = group_units(core)
-        finished: list[Unit] = []
-        for unit in units:
-            try:
-                validate_tool_pairs(unit.messages, finished=True)
-            except InvalidMessageError:
-                break
-            if unit is units[-1] and not _answered(unit):
-                break
-            finished.append(unit)
-        for unit in finished:
-            self._memory.add(unit)
-        stored = sum(len(u.messages) for u in finished)
-        self._pending = pending[stored:]
+            self.log.add(messages)
 
     def clear(self) -> None:
         """Start afresh in a new session; windowkeeper's stored turns are kept (never deleted).
@@ -181,36 +142,18 @@ class WindowkeeperChatMessageHistory(BaseChatMessageHistory):
             if self.inner is not None:  # the wrapped history decides what clearing means
                 self.inner.clear()
                 self.store = MemoryStore()
+                self.log.restart()
             else:
-                self._epoch += 1
-            self._memory = self._factory(self._session)
-            self._pending = []
+                self.log.clear()
 
     # ------------------------------------------------------------------------------ reads
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         """The budgeted history: what the memory shows for the newest question, then a turn in progress."""
-        with self._lock:
-            pending = list(self._pending)
-            query: str | None = next(
-                (str(m.text) for m in reversed(pending) if isinstance(m, HumanMessage)), None
-            )
-            if query is None:
-                last = getattr(self._memory, "last_unit", None)
-                query = last.user.text if isinstance(last, Unit) and last.user else ""
-            budget = max(
-                self.max_tokens - self.counter.count_messages(to_core_messages(pending)), 0
-            )
-            view = self._memory.view(query, budget=budget)
-            return [*(to_langchain(m) for m in view.messages()), *pending]
+        view, pending = self.log.view(self.max_tokens)
+        return [*(to_langchain(m) for m in view.messages()), *pending]
 
     async def aget_messages(self) -> list[BaseMessage]:
         """Async :attr:`messages`."""
         return self.messages
-
-
-def _answered(unit: Unit) -> bool:
-    """A turn is finished when its last message is an assistant reply without open calls."""
-    last = unit.messages[-1]
-    return last.role == "assistant" and not last.tool_calls

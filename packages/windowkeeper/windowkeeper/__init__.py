@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging as _logging
 
-from windowkeeper._assembler import Assembled, Chunk, ContextAssembler
+from windowkeeper._assembler import Assembled, Chunk, ContextAssembler, place_chunks
 from windowkeeper._budget import Budget, BudgetReport, Dropped, Level, Zone
 from windowkeeper._cloning import CloneArtifact, Decision, Snippet, clone_conversation
 from windowkeeper._messages import (
@@ -37,7 +37,7 @@ from windowkeeper._profiles import (
     register_model,
 )
 from windowkeeper._replay import Replay, ReplayTurn, build_memory, replay_transcript
-from windowkeeper._sessions import MESSAGE_ID, Sessions
+from windowkeeper._sessions import MESSAGE_ID, Sessions, TurnLog
 from windowkeeper._toolselect import ToolSelection, ToolSelector
 from windowkeeper._transcript import (
     Transcript,
@@ -203,6 +203,7 @@ __all__ = [
     "Transcript",
     "TranscriptAudit",
     "TrimResult",
+    "TurnLog",
     "TurnRecall",
     "TurnRow",
     "Unit",
@@ -229,6 +230,7 @@ __all__ = [
     "load_transcript",
     "messages_from_openai",
     "messages_to_openai",
+    "place_chunks",
     "prefix_fingerprint",
     "project_creep",
     "prompt_tokens_from_usage",

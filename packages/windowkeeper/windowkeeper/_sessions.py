@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from windowkeeper._checks import check_int
-from windowkeeper._messages import Message
+from windowkeeper._messages import Message, validate_tool_pairs
 from windowkeeper._units import Unit, group_units
-from windowkeeper.exceptions import InvalidConfigError
-from windowkeeper.memory._base import Memory, StoredMemory
+from windowkeeper.exceptions import InvalidConfigError, InvalidMessageError
+from windowkeeper.memory._base import Memory, MemoryView, StoredMemory
+from windowkeeper.stores._base import ConversationStore
+from windowkeeper.tokens._counter import TokenCounter
 
-__all__ = ["MESSAGE_ID", "Sessions"]
+__all__ = ["EPOCH", "MESSAGE_ID", "Sessions", "TurnLog", "latest_epoch"]
 
 MESSAGE_ID = "message_id"
 """Metadata key under which an adapter keeps a framework message's own id (LangChain's
@@ -173,3 +175,150 @@ def _close(memory: Memory) -> None:
     close = getattr(memory, "close", None)
     if callable(close):
         close()
+
+
+EPOCH = "#"
+"""Separates a session id from its epoch: ``clear()`` continues in ``"<session>#1"``, ``#2``, ..."""
+
+
+class TurnLog(Generic[_T]):
+    """A conversation handed over message by message, kept as whole turns in a memory.
+
+    For adapters whose framework adds messages one or a few at a time (a chat history, a
+    LlamaIndex memory): a turn is stored as soon as it is finished (its last message an assistant
+    reply without open tool calls, every call answered); until then it is held in the process and
+    shown after the memory's view. :meth:`clear` deletes nothing: the conversation continues in a
+    fresh session (``"<session_id>#1"``, ...), which a reopened log finds in the store once a turn
+    has been stored in it.
+
+    Args:
+        factory: Builds the memory of a session id.
+        session_id: The conversation.
+        convert: Framework messages to core messages.
+        counter: Counts the held turn when a view is budgeted.
+        store: Where the factory's memories live (to find the latest epoch); ``None``: epoch 0.
+
+    Example:
+        >>> from windowkeeper import TokenCounter, WindowMemory, MemoryStore
+        >>> counter, store = TokenCounter("gpt-4o"), MemoryStore()
+        >>> log = TurnLog(lambda sid: WindowMemory(counter, store=store, session_id=sid), "ann",
+        ...               convert=lambda items: [Message(**d) for d in items], counter=counter, store=store)
+        >>> len(log.add([{"role": "user", "content": "Order A-17?"}])), len(log.pending)
+        (0, 1)
+        >>> len(log.add([{"role": "assistant", "content": "It ships today."}])), len(log.pending)
+        (1, 0)
+        >>> view, held = log.view(200)
+        >>> [m.text for m in view.messages()]
+        ['Order A-17?', 'It ships today.']
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[str], Memory],
+        session_id: str,
+        *,
+        convert: Callable[[Sequence[_T]], list[Message]],
+        counter: TokenCounter,
+        store: ConversationStore | None = None,
+    ) -> None:
+        if not callable(factory):
+            raise InvalidConfigError(
+                f"factory must be callable (session id -> memory); got {factory!r}"
+            )
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidConfigError(f"session_id must be a non-empty str; got {session_id!r}")
+        self.factory = factory
+        self.session_id = session_id
+        self.convert = convert
+        self.counter = counter
+        self.store = store
+        self._lock = threading.RLock()
+        self._pending: list[_T] = []
+        self.epoch = latest_epoch(store, session_id) if store is not None else 0
+        self._memory = factory(self.session)
+
+    def __repr__(self) -> str:
+        return f"TurnLog({self.session!r}, pending={len(self._pending)})"
+
+    @property
+    def session(self) -> str:
+        """The session the log writes to now (``session_id``, then ``session_id#1``, ...)."""
+        return self.session_id if self.epoch == 0 else f"{self.session_id}{EPOCH}{self.epoch}"
+
+    @property
+    def memory(self) -> Memory:
+        """The memory of the current session."""
+        return self._memory
+
+    @property
+    def pending(self) -> list[_T]:
+        """The turn in progress (not stored yet), oldest first."""
+        with self._lock:
+            return list(self._pending)
+
+    def add(self, items: Sequence[_T]) -> list[Unit]:
+        """Hand over messages; return the units stored now (every finished turn).
+
+        Raises:
+            InvalidMessageError: A message cannot be converted (nothing is taken).
+        """
+        with self._lock:
+            held = [*self._pending, *items]
+            units = group_units(self.convert(held))
+            stored: list[Unit] = []
+            for unit in units:
+                try:
+                    validate_tool_pairs(unit.messages, finished=True)
+                except InvalidMessageError:
+                    break
+                last = unit.messages[-1]
+                if unit is units[-1] and not (last.role == "assistant" and not last.tool_calls):
+                    break
+                stored.append(self._memory.add(unit))
+            taken = sum(len(u.messages) for u in stored)
+            self._pending = held[taken:]
+            return stored
+
+    def view(self, budget: int, *, query: str | None = None) -> tuple[MemoryView, list[_T]]:
+        """The memory's view and the held turn, together within ``budget`` tokens as a request.
+
+        ``query`` defaults to the held turn's newest user message, else the newest stored one.
+        """
+        check_int("budget", budget, 0)
+        with self._lock:
+            pending = list(self._pending)
+            core = self.convert(pending) if pending else []
+            if query is None:
+                query = next((m.text for m in reversed(core) if m.role == "user"), None)
+            if query is None:
+                last = getattr(self._memory, "last_unit", None)
+                query = last.user.text if isinstance(last, Unit) and last.user else ""
+            # the held turn and the reply priming: the returned messages, sent alone, fit budget
+            room = max(budget - self.counter.count_messages(core), 0)
+            return self._memory.view(query, budget=room), pending
+
+    def clear(self) -> None:
+        """Continue in a fresh session; every stored turn stays in the store."""
+        with self._lock:
+            self.epoch += 1
+            self._pending = []
+            self._memory = self.factory(self.session)
+
+    def restart(self, factory: Callable[[str], Memory] | None = None) -> None:
+        """Drop the held turn and reopen the current session (from ``factory``, if given)."""
+        with self._lock:
+            if factory is not None:
+                self.factory = factory
+            self._pending = []
+            self._memory = self.factory(self.session)
+
+
+def latest_epoch(store: ConversationStore, session_id: str) -> int:
+    """The highest epoch of ``session_id`` with a stored turn (0 when none)."""
+    prefix = f"{session_id}{EPOCH}"
+    epochs = [
+        int(s[len(prefix) :])
+        for s in store.sessions()
+        if s.startswith(prefix) and s[len(prefix) :].isdigit()
+    ]
+    return max(epochs, default=0)
