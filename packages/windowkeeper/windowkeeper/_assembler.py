@@ -25,7 +25,7 @@ from windowkeeper.memory._editing import ContextEditor
 from windowkeeper.planning._prefix import prefix_fingerprint
 from windowkeeper.tokens._counter import TokenCounter
 
-__all__ = ["Assembled", "Chunk", "ChunkOrder", "ContextAssembler"]
+__all__ = ["Assembled", "Chunk", "ChunkOrder", "ContextAssembler", "place_chunks"]
 
 _T = TypeVar("_T")
 
@@ -357,7 +357,7 @@ class ContextAssembler:
         """
         chunks = _chunks(chunks)
         dropped: list[Dropped] = []
-        ranked = sorted(range(len(chunks)), key=lambda i: (-chunks[i].score, i))
+        ranked = _ranked(chunks)
         kept: list[tuple[Chunk, Message]] = []
         used = 0
         for i in ranked:
@@ -396,6 +396,37 @@ class ContextAssembler:
             dropped=tuple(older_dropped(history, costs, cut)),
             tokens=sum(costs[cut:]),
         )
+
+
+def place_chunks(
+    chunks: Sequence[Chunk | tuple[str, float]], order: ChunkOrder = "ascending"
+) -> list[Chunk]:
+    """All chunks in the order a request places them, the best last (next to the user message).
+
+    The ranking and placement of :meth:`ContextAssembler.fit_chunks` without a budget: nothing is
+    counted or dropped, equal scores keep their given order. For adapters that reorder retrieved
+    text without fitting it.
+
+    Args:
+        chunks: Chunks (or ``(text, score)`` tuples), higher score more relevant.
+        order: ``ascending`` (best last) or ``edges`` (best last, second best first).
+
+    Example:
+        >>> chunks = [Chunk(text="a", score=0.2), Chunk(text="b", score=0.9), Chunk(text="c", score=0.5)]
+        >>> [c.text for c in place_chunks(chunks)]
+        ['a', 'c', 'b']
+        >>> [c.text for c in place_chunks(chunks, "edges")]
+        ['c', 'a', 'b']
+    """
+    if order not in ("ascending", "edges"):
+        raise InvalidConfigError(f"order must be 'ascending' or 'edges'; got {order!r}")
+    listed = _chunks(chunks)
+    return _place([listed[i] for i in _ranked(listed)], order)
+
+
+def _ranked(chunks: Sequence[Chunk]) -> list[int]:
+    """Indices best first; equal scores keep their given order."""
+    return sorted(range(len(chunks)), key=lambda i: (-chunks[i].score, i))
 
 
 def _place(best_first: list[_T], order: ChunkOrder) -> list[_T]:
