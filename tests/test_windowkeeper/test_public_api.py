@@ -102,6 +102,7 @@ EXPECTED = [
     "audit_transcript",
     "breakdown",
     "build_memory",
+    "chunks_from",
     "clone_conversation",
     "default_registry",
     "fit_creep",

@@ -46,6 +46,7 @@ from windowkeeper import (
     ToolCall,
 )
 from windowkeeper._messages import SYSTEM_ROLES
+from windowkeeper.adapters import convert_each, nonempty_parts, upper_bound_tokens
 
 __all__ = ["LANGCHAIN_KEY", "to_core", "to_core_messages", "to_langchain", "to_langchain_messages"]
 
@@ -113,11 +114,6 @@ def _role(message: BaseMessage) -> str:
     )
 
 
-def _upper_bound(block: Mapping[str, Any]) -> int:
-    """Tokens a block we cannot count may cost at most: one per byte of its JSON."""
-    return len(json.dumps(block, ensure_ascii=False, default=str).encode())
-
-
 def _detail(*candidates: object) -> Literal["auto", "low", "high"]:
     for value in candidates:
         if value == "low":
@@ -172,7 +168,7 @@ def _part(block: str | Mapping[str, Any]) -> ContentPart:
     if kind in ("reasoning", "thinking", "redacted_thinking"):
         return ReasoningPart(text=_reasoning_text(block))
     name = kind if isinstance(kind, str) and kind else "unknown"
-    tokens = 0 if kind in _CALL_BLOCKS else _upper_bound(block)
+    tokens = 0 if kind in _CALL_BLOCKS else upper_bound_tokens(block)
     return OtherPart(kind=name, tokens=tokens, data=dict(block))
 
 
@@ -242,11 +238,6 @@ def to_core(message: BaseMessage) -> Message:
     )
 
 
-def _nonempty(parts: Sequence[ContentPart]) -> tuple[ContentPart, ...]:
-    """Parts without empty text (a store may write ``[""]`` as ``""``, which reads back as none)."""
-    return tuple(p for p in parts if not (isinstance(p, TextPart) and not p.text))
-
-
 def _block(part: ContentPart) -> str | dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
@@ -261,7 +252,7 @@ def _content(message: Message, record: Mapping[str, Any]) -> str | list[str | di
     original = record.get("content")
     if isinstance(original, list):
         try:
-            if _nonempty(_parts(original)) == _nonempty(message.parts):
+            if nonempty_parts(_parts(original)) == nonempty_parts(message.parts):
                 return list(original)
         except InvalidMessageError:
             pass
@@ -333,13 +324,7 @@ def _args(arguments: str) -> dict[str, Any]:
 
 def to_core_messages(messages: Iterable[BaseMessage]) -> list[Message]:
     """:func:`to_core` over a list; an error names the position of the message it refused."""
-    out: list[Message] = []
-    for i, m in enumerate(messages):
-        try:
-            out.append(to_core(m))
-        except InvalidMessageError as exc:
-            raise InvalidMessageError(str(exc), index=i) from None
-    return out
+    return convert_each(messages, to_core)
 
 
 def to_langchain_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[BaseMessage]:

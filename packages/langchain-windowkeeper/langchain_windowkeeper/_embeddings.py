@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 from windowkeeper import Embedder, InvalidConfigError
+from windowkeeper.adapters import PairEmbedder
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
+    pass
 
 __all__ = ["LangChainEmbedder", "WindowkeeperEmbeddings", "as_core_embedder"]
 
 
-class LangChainEmbedder:
+class LangChainEmbedder(PairEmbedder):
     """Any LangChain :class:`~langchain_core.embeddings.Embeddings` as a core :class:`~windowkeeper.Embedder`.
 
     Stored turns are embedded with ``embed_documents`` (off the request path) and the query with
@@ -40,29 +39,12 @@ class LangChainEmbedder:
         if model_id is None:
             model = getattr(embeddings, "model_name", None) or getattr(embeddings, "model", None)
             model_id = f"langchain:{type(embeddings).__name__}" + (f":{model}" if model else "")
-        if not isinstance(model_id, str) or not model_id:
-            raise InvalidConfigError(f"model_id must be a non-empty str; got {model_id!r}")
-        self.model_id = model_id
-        if dimension is None:
-            dimension = len(embeddings.embed_query("windowkeeper dimension probe"))
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
-            raise InvalidConfigError(f"dimension must be an int >= 1; got {dimension!r}")
-        self.dimension = dimension
-
-    def __repr__(self) -> str:
-        return f"LangChainEmbedder({self.model_id!r}, dimension={self.dimension})"
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Stored texts, through ``embed_documents``."""
-        import numpy as np
-
-        return np.asarray(self.embeddings.embed_documents(list(texts)), dtype=np.float32)
-
-    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        """The query, through ``embed_query``."""
-        import numpy as np
-
-        return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
+        super().__init__(
+            embeddings.embed_documents,
+            embeddings.embed_query,
+            model_id=model_id,
+            dimension=dimension,
+        )
 
 
 def as_core_embedder(embeddings: Embeddings | Embedder) -> Embedder:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from windowkeeper import (
     Memory,
     TokenCounter,
     Unit,
+    chunks_from,
 )
 from windowkeeper.memory import render_unit
 
@@ -43,25 +43,10 @@ def document_chunks(
     """Documents as core chunks: the score from metadata, else from the rank (first is best).
 
     A list mixing scored and unscored documents ranks by the given order alone, so a retriever's
-    ranking is never second-guessed.
+    ranking is never second-guessed (the core's :func:`~windowkeeper.chunks_from`).
     """
-    n = len(documents)
-    scores: list[float] = []
-    for doc in documents:
-        value = next(
-            (doc.metadata[k] for k in score_keys if isinstance(doc.metadata.get(k), (int, float))),
-            None,
-        )
-        if value is None or isinstance(value, bool) or not math.isfinite(float(value)):
-            scores = []
-            break
-        scores.append(float(value))
-    if len(scores) != n:
-        scores = [float(n - i) for i in range(n)]
-    return [
-        Chunk(text=d.page_content, score=s, id=d.id, metadata={"position": i})
-        for i, (d, s) in enumerate(zip(documents, scores, strict=True))
-    ]
+    scores = [next((d.metadata[k] for k in score_keys if k in d.metadata), None) for d in documents]
+    return chunks_from([d.page_content for d in documents], scores, ids=[d.id for d in documents])
 
 
 class WindowkeeperDocumentCompressor(BaseDocumentCompressor):

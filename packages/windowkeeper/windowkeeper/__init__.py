@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import logging as _logging
 
-from windowkeeper._assembler import Assembled, Chunk, ContextAssembler, place_chunks
+from windowkeeper._assembler import (
+    Assembled,
+    Chunk,
+    ContextAssembler,
+    chunks_from,
+    place_chunks,
+)
 from windowkeeper._budget import Budget, BudgetReport, Dropped, Level, Zone
 from windowkeeper._cloning import CloneArtifact, Decision, Snippet, clone_conversation
 from windowkeeper._messages import (
@@ -219,6 +225,7 @@ __all__ = [
     "audit_transcript",
     "breakdown",
     "build_memory",
+    "chunks_from",
     "clone_conversation",
     "default_registry",
     "fit_creep",

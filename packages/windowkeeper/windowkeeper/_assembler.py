@@ -25,7 +25,7 @@ from windowkeeper.memory._editing import ContextEditor
 from windowkeeper.planning._prefix import prefix_fingerprint
 from windowkeeper.tokens._counter import TokenCounter
 
-__all__ = ["Assembled", "Chunk", "ChunkOrder", "ContextAssembler", "place_chunks"]
+__all__ = ["Assembled", "Chunk", "ChunkOrder", "ContextAssembler", "chunks_from", "place_chunks"]
 
 _T = TypeVar("_T")
 
@@ -396,6 +396,50 @@ class ContextAssembler:
             dropped=tuple(older_dropped(history, costs, cut)),
             tokens=sum(costs[cut:]),
         )
+
+
+def chunks_from(
+    texts: Sequence[str],
+    scores: Sequence[object],
+    *,
+    ids: Sequence[str | None] | None = None,
+) -> list[Chunk]:
+    """Retrieved texts as chunks: their scores when every one is a finite number, else their rank.
+
+    A list mixing scored and unscored items ranks by the given order alone (first best), so a
+    retriever's ranking is never second-guessed. ``metadata["position"]`` is each text's index.
+    Framework adapters build their chunks with it (documents, nodes).
+
+    Example:
+        >>> [(c.text, c.score) for c in chunks_from(["a", "b"], [None, 0.3])]
+        [('a', 2.0), ('b', 1.0)]
+        >>> [c.score for c in chunks_from(["a", "b"], [0.1, 0.9])]
+        [0.1, 0.9]
+    """
+    n = len(texts)
+    if len(scores) != n or (ids is not None and len(ids) != n):
+        raise InvalidConfigError(
+            f"texts, scores and ids must be as long as each other; got {n}, {len(scores)}"
+            + (f", {len(ids)}" if ids is not None else "")
+        )
+    numbers: list[float] = []
+    for value in scores:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            break
+        if not math.isfinite(value):
+            break
+        numbers.append(float(value))
+    if len(numbers) != n:
+        numbers = [float(n - i) for i in range(n)]
+    return [
+        Chunk(
+            text=text,
+            score=score,
+            id=ids[i] if ids is not None else None,
+            metadata={"position": i},
+        )
+        for i, (text, score) in enumerate(zip(texts, numbers, strict=True))
+    ]
 
 
 def place_chunks(

@@ -326,6 +326,8 @@ class Message:
             out["name"] = self.name
         modern = [c for c in self.tool_calls if c.id is not None]
         legacy = [c for c in self.tool_calls if c.id is None]
+        if include_metadata and len(legacy) > 1:
+            modern, legacy = list(self.tool_calls), []  # stored: every call, in order (Gemini's)
         if modern:
             out["tool_calls"] = [
                 {

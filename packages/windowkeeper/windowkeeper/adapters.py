@@ -1,0 +1,120 @@
+"""Helpers every framework adapter shares, so no adapter re-implements them.
+
+Adapters translate: they convert a framework's messages to core :class:`~windowkeeper.Message`
+objects and back, and plug a framework's embeddings into recall. What they have in common lives
+here: converting a list with errors that name the position, the upper-bound cost of a content
+block the core cannot count, the comparison of parts a store may normalise, and an
+:class:`~windowkeeper.Embedder` over a framework's pair of document and query functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from windowkeeper._messages import ContentPart, Message, TextPart
+from windowkeeper.exceptions import InvalidConfigError, InvalidMessageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["PairEmbedder", "convert_each", "nonempty_parts", "upper_bound_tokens"]
+
+_T = TypeVar("_T")
+
+
+def convert_each(items: Iterable[_T], convert: Callable[[_T], Message]) -> list[Message]:
+    """``convert`` over ``items``; a refused item's error names its position.
+
+    Example:
+        >>> convert_each(["hi"], lambda s: Message(role="user", content=s))[0].text
+        'hi'
+    """
+    out: list[Message] = []
+    for i, item in enumerate(items):
+        try:
+            out.append(convert(item))
+        except InvalidMessageError as exc:
+            raise InvalidMessageError(str(exc), index=i) from None
+    return out
+
+
+def upper_bound_tokens(block: Mapping[str, Any]) -> int:
+    """Tokens a content block the core cannot count may cost at most: one per byte of its JSON.
+
+    A BPE token is at least one byte, so this is never below what the text of the block costs.
+
+    Example:
+        >>> upper_bound_tokens({"type": "file", "file": {"id": "f-1"}})
+        39
+    """
+    return len(json.dumps(block, ensure_ascii=False, default=str).encode())
+
+
+def nonempty_parts(parts: Sequence[ContentPart]) -> tuple[ContentPart, ...]:
+    """``parts`` without empty text: a store may write ``[""]`` as ``""``, which reads back as none.
+
+    Example:
+        >>> nonempty_parts((TextPart(text=""), TextPart(text="a")))
+        (TextPart(text='a'),)
+    """
+    return tuple(p for p in parts if not (isinstance(p, TextPart) and not p.text))
+
+
+class PairEmbedder:
+    """An :class:`~windowkeeper.Embedder` over a framework's document and query functions.
+
+    Stored turns go through ``documents`` (off the request path) and the query through ``query``,
+    as frameworks that embed the two differently expect; the core L2-normalises the vectors.
+
+    Args:
+        documents: ``texts -> vectors`` (LangChain ``embed_documents``, LlamaIndex
+            ``get_text_embedding_batch``).
+        query: ``text -> vector`` (``embed_query``, ``get_query_embedding``).
+        model_id: Names the vector space: persisted vectors are keyed by it.
+        dimension: Vector size; default: measured once by embedding a short text.
+
+    Example:
+        >>> e = PairEmbedder(lambda ts: [[1.0, 0.0] for _ in ts], lambda t: [0.0, 1.0], model_id="toy")
+        >>> e.dimension, e.embed(["a"]).shape, e.embed_query("q").tolist()
+        (2, (1, 2), [0.0, 1.0])
+    """
+
+    def __init__(
+        self,
+        documents: Callable[[list[str]], Sequence[Sequence[float]]],
+        query: Callable[[str], Sequence[float]],
+        *,
+        model_id: str,
+        dimension: int | None = None,
+    ) -> None:
+        if not isinstance(model_id, str) or not model_id:
+            raise InvalidConfigError(f"model_id must be a non-empty str; got {model_id!r}")
+        self._documents = documents
+        self._query = query
+        self.model_id = model_id
+        if dimension is None:
+            dimension = len(query("windowkeeper dimension probe"))
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+            raise InvalidConfigError(f"dimension must be an int >= 1; got {dimension!r}")
+        self.dimension = dimension
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model_id!r}, dimension={self.dimension})"
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Stored texts; shape ``(len(texts), dimension)``."""
+        import numpy as np
+
+        texts = list(texts)
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        return np.asarray(self._documents(texts), dtype=np.float32)
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """The query."""
+        import numpy as np
+
+        return np.asarray(self._query(text), dtype=np.float32)
