@@ -15,7 +15,7 @@ setup:  ## install uv if missing and sync the workspace (CPU-only, offline-safe 
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --all-groups
 
-demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, MiniLM) and clone, then the LangChain agent
+demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, MiniLM) and clone, then the LangChain agent and the LlamaIndex chat engine
 	@mkdir -p $(OUT)
 	$(RUN) windowkeeper audit $(TRANSCRIPT) --plot $(OUT)/creep.png
 	$(RUN) windowkeeper plan
@@ -24,6 +24,7 @@ demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, M
 	$(RUN) windowkeeper replay $(TRANSCRIPT) --strategy layered --budget 8000 --store $(OUT)/replay.db --plot $(OUT)/replay.png --finish 60
 	$(RUN) windowkeeper clone $(TRANSCRIPT) --max-tokens 1200 --store $(OUT)/replay.db --out $(OUT)/clone.json
 	$(RUN) python examples/langchain_agent.py
+	$(RUN) python examples/llama_index_chat.py
 
 test: setup lint typecheck pytest docs-check  ## install everything, then lint, types, tests and a strict docs build
 
