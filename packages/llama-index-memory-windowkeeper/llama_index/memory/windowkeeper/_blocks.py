@@ -43,6 +43,12 @@ def _session(messages: list[ChatMessage] | None, default: str) -> str:
     return default
 
 
+def _requested(kwargs: dict[str, Any], messages: list[ChatMessage] | None, default: str) -> str:
+    """The session ``Memory.aget`` asks for (its ``session_id`` keyword), else the messages' mark."""
+    value = kwargs.get(_SESSION_KEY)
+    return value if isinstance(value, str) and value else _session(messages, default)
+
+
 class _CoreBlock(BaseMemoryBlock[str]):
     """Shared plumbing: one core memory per session, fed whole turns."""
 
@@ -129,13 +135,13 @@ class SummaryBlock(_CoreBlock):
             store=self._store,
             session_id=session_id,
             summarizer=summarizer,
-            keep_last=0,
+            keep_last=1,  # the newest flushed turn is returned verbatim until the next one
             min_batch=1,
             summary_tokens=self.max_tokens,
         )
 
     async def _aget(self, messages: list[ChatMessage] | None = None, **kwargs: Any) -> str:
-        log = self.log(_session(messages, self.session_id))
+        log = self.log(_requested(kwargs, messages, self.session_id))
         view = log.memory.view("", budget=self.max_tokens * 2)
         parts = [view.summary] if view.summary else []
         parts.extend(render_unit(u) for u in view.recent)
@@ -178,7 +184,7 @@ class RecallBlock(_CoreBlock):
         query = next(
             (m.content or "" for m in reversed(messages or []) if m.role.value == "user"), ""
         )
-        log = self.log(_session(messages, self.session_id))
+        log = self.log(_requested(kwargs, messages, self.session_id))
         view = log.memory.view(query, budget=self.max_tokens)
         if not view.recalled:
             return ""

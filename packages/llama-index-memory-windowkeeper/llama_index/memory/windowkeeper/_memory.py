@@ -66,7 +66,8 @@ class WindowkeeperMemory(BaseMemory):
     continues in a fresh session (``"<session_id>#1"``, ...).
 
     The memory survives a workflow ``Context`` round trip (its fields are plain settings; it
-    reopens its SQLite file). A summariser ``llm`` or an ``embed_model`` is not serialised: pass
+    reopens its SQLite file); a wrapped ``chat_store`` must serialise too (``SimpleChatStore``
+    does not with llama-index-core 0.14.25). A summariser ``llm`` or an ``embed_model`` is not serialised: pass
     them again when you restore (``WindowkeeperMemory.from_defaults(..., llm=llm)``), or the
     restored memory uses the core's extractive notes and the embedded MiniLM.
 
