@@ -170,6 +170,11 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
         self._store_run(state, runtime)
         return None
 
+    def close(self) -> None:
+        """Close every open memory (background summaries finish or stop; nothing stored is lost)."""
+        if self.engine.ready:
+            self.engine.sessions.close()
+
     # ------------------------------------------------------------------------------ work
 
     def thread_id(self, runtime: Runtime[Any] | None) -> str:
