@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +35,7 @@ from windowkeeper import (
     UtilizationMonitor,
     build_memory,
 )
+from windowkeeper.adapters import ConvertedUnits
 from windowkeeper.memory import Summarizer
 
 from langchain_windowkeeper._convert import to_core, to_core_messages, to_langchain
@@ -148,9 +148,8 @@ class Engine:
         self._assembler: ContextAssembler | None = None
         self._sessions: Sessions[BaseMessage] | None = None
         self._lock = threading.Lock()
-        # per session: the LangChain messages of the stored units the last request showed, so a
-        # turn converts only what is newly shown (units are append-only: a cached one never changes)
-        self._shown: OrderedDict[str, dict[int, list[BaseMessage]]] = OrderedDict()
+        # the LangChain copies of the stored units each session's last request showed
+        self._shown: ConvertedUnits[BaseMessage] = ConvertedUnits(to_langchain)
         if model is not None or counter is not None:
             self._build(None)
 
@@ -266,35 +265,12 @@ class Engine:
             chunks=chunks,
         )
         originals = {id(c): lc for c, lc in zip(core_current, current, strict=True)}
-        self._reuse_shown(session_id, out, originals)
+        originals.update(self._shown.mapping(session_id, out.view.recent))
         skip = len(system_core or ())
         messages = [_original_or(originals, m) for m in out.messages[skip:]]
         if self.monitor is not None:
             self.monitor.record(out.report, label=session_id)
         return out, messages
-
-    def _reuse_shown(
-        self, session_id: str, out: Assembled, originals: dict[int, BaseMessage]
-    ) -> None:
-        """Map the shown units' core messages to cached LangChain ones (converted once)."""
-        with self._lock:
-            cached = self._shown.pop(session_id, {})
-        shown: dict[int, list[BaseMessage]] = {}
-        for unit in out.view.recent:
-            converted = cached.get(unit.index)
-            if converted is None:
-                converted = [to_langchain(m) for m in unit.messages]
-            shown[unit.index] = converted
-            for message, lc in zip(unit.messages, converted, strict=True):
-                originals[id(message)] = lc
-        with self._lock:
-            self._shown[session_id] = shown
-            while len(self._shown) > _SHOWN_SESSIONS:
-                self._shown.popitem(last=False)
-
-
-_SHOWN_SESSIONS = 1024
-"""Sessions whose shown units stay converted (the least recently used are dropped)."""
 
 
 def _original_or(originals: Mapping[int, BaseMessage], message: Message) -> BaseMessage:

@@ -10,17 +10,27 @@ block the core cannot count, the comparison of parts a store may normalise, and 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from windowkeeper._messages import ContentPart, Message, TextPart
+from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError, InvalidMessageError
+from windowkeeper.memory._base import MemoryView
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["PairEmbedder", "convert_each", "nonempty_parts", "upper_bound_tokens"]
+__all__ = [
+    "ConvertedUnits",
+    "PairEmbedder",
+    "convert_each",
+    "nonempty_parts",
+    "upper_bound_tokens",
+]
 
 _T = TypeVar("_T")
 
@@ -118,3 +128,62 @@ class PairEmbedder:
         import numpy as np
 
         return np.asarray(self._query(text), dtype=np.float32)
+
+
+class ConvertedUnits(Generic[_T]):
+    """Framework copies of the stored units a memory shows, kept between calls.
+
+    A memory shows mostly the same recent units turn after turn, and stored units never change,
+    so an adapter converts each shown unit's messages back to framework objects once and reuses
+    them while the unit stays in view (a session keeps only the units of its last view). Blocks
+    the memory makes for one view (a summary, recalled turns) are converted each time.
+
+    Args:
+        convert: One core message to the framework's message.
+        max_sessions: Sessions kept (the least recently used are dropped).
+
+    Example:
+        >>> from windowkeeper import MemoryView, Unit
+        >>> unit = Unit(index=0, messages=(Message(role="user", content="hi"),))
+        >>> cache = ConvertedUnits(lambda m: m.text.upper())
+        >>> cache.view_messages("ann", MemoryView(recent=(unit,)))
+        ['HI']
+    """
+
+    def __init__(self, convert: Callable[[Message], _T], *, max_sessions: int = 1024) -> None:
+        self.convert = convert
+        self.max_sessions = max_sessions
+        self._shown: OrderedDict[str, dict[int, list[_T]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def mapping(self, session_id: str, units: Sequence[Unit]) -> dict[int, _T]:
+        """``id(core message) -> framework message`` for every message of ``units``."""
+        with self._lock:
+            cached = self._shown.pop(session_id, {})
+        shown: dict[int, list[_T]] = {}
+        out: dict[int, _T] = {}
+        for unit in units:
+            converted = cached.get(unit.index)
+            if converted is None:
+                converted = [self.convert(m) for m in unit.messages]
+            shown[unit.index] = converted
+            for message, item in zip(unit.messages, converted, strict=True):
+                out[id(message)] = item
+        with self._lock:
+            self._shown[session_id] = shown
+            while len(self._shown) > self.max_sessions:
+                self._shown.popitem(last=False)
+        return out
+
+    def view_messages(self, session_id: str, view: MemoryView) -> list[_T]:
+        """The view's messages as framework messages (stored units from the cache)."""
+        known = self.mapping(session_id, view.recent)
+        return [
+            item if (item := known.get(id(m))) is not None else self.convert(m)
+            for m in view.messages()
+        ]
+
+    def forget(self, session_id: str) -> None:
+        """Drop a session's converted units (after its view starts afresh)."""
+        with self._lock:
+            self._shown.pop(session_id, None)

@@ -17,6 +17,7 @@ from windowkeeper import (
     TurnLog,
     build_memory,
 )
+from windowkeeper.adapters import ConvertedUnits
 
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
@@ -110,6 +111,9 @@ class WindowkeeperMemory(BaseMemory):
     _store: ConversationStore = PrivateAttr()
     _log: TurnLog[ChatMessage] = PrivateAttr()
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
+    _shown: ConvertedUnits[ChatMessage] = PrivateAttr(
+        default_factory=lambda: ConvertedUnits(to_llama, max_sessions=4)
+    )
 
     def __init__(self, **data: Any) -> None:
         _check(data)
@@ -177,7 +181,7 @@ class WindowkeeperMemory(BaseMemory):
     def get(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
         """What fits ``max_tokens`` for ``input`` (default: the newest question), then a turn in progress."""
         view, pending = self._log.view(self.max_tokens, query=input)
-        return [*to_llama_messages(view.messages()), *pending]
+        return [*self._shown.view_messages(self._log.session, view), *pending]
 
     async def aget(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
         """:meth:`get` (works inside a running event loop)."""
@@ -226,6 +230,7 @@ class WindowkeeperMemory(BaseMemory):
                 self.chat_store.set_messages(self._key, messages)
                 self._store = MemoryStore()
                 self._log.restart()
+                self._shown.forget(self._log.session)  # the same session id starts afresh
             else:
                 self._log.clear()
             self._log.add(messages)
@@ -241,6 +246,7 @@ class WindowkeeperMemory(BaseMemory):
                 self.chat_store.delete_messages(self._key)
                 self._store = MemoryStore()
                 self._log.restart()
+                self._shown.forget(self._log.session)  # the same session id starts afresh
             else:
                 self._log.clear()
 
