@@ -47,6 +47,7 @@ bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand (LoCoMo re
 	$(RUN) python bench/bench_facts.py
 	$(RUN) python bench/bench_locomo.py
 	$(RUN) python bench/bench_langchain.py
+	$(RUN) python bench/bench_llama_index.py
 
 docs: setup  ## build the documentation site into site/
 	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict
