@@ -33,7 +33,11 @@ from llama_index.core.base.llms.types import (
     ToolCallBlock,
 )
 from llama_index.core.bridge.pydantic import PrivateAttr
-from llama_index.core.chat_engine import CondensePlusContextChatEngine, SimpleChatEngine
+from llama_index.core.chat_engine import (
+    CondensePlusContextChatEngine,
+    ContextChatEngine,
+    SimpleChatEngine,
+)
 from llama_index.core.chat_engine.condense_plus_context import DEFAULT_CONDENSE_PROMPT_TEMPLATE
 from llama_index.core.embeddings import BaseEmbedding
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -421,6 +425,32 @@ async def test_condense_plus_context_chat_engine_history_within_budget(tmp_path:
     assert len(memory.core.units) == 36
 
 
+async def test_context_chat_engine_history_within_budget(tmp_path: Path) -> None:
+    documents = [
+        Document(text=f"Product {i} costs {10 + i} euros. {prose(i, 20)}") for i in range(8)
+    ]
+    embed = HashEmbedding()
+    index = VectorStoreIndex.from_documents(documents, embed_model=embed)
+    rec = RecordingLLM()
+    memory = WindowkeeperMemory(
+        session_id="ctx", path=str(tmp_path / "m.db"), max_tokens=MAX, use_embeddings=False
+    )
+    engine = ContextChatEngine.from_defaults(
+        retriever=index.as_retriever(similarity_top_k=2), llm=rec, memory=memory
+    )
+    sent = [f"Question {i}: what does product {i % 8} cost, and {prose(i, 20)}" for i in range(30)]
+    for i, question in enumerate(sent):
+        _ = engine.chat(question) if i % 2 == 0 else await engine.achat(question)
+    assert len(rec.requests) == 30
+    for question, request in zip(sent, rec.requests, strict=True):
+        assert request[-1].content == question  # the user's message verbatim, last
+        history = [m for m in request[:-1] if m.role != MessageRole.SYSTEM]
+        assert tokens(history) <= MAX
+        assert_whole(request)
+    assert [m.content for m in memory.get_all() if m.role == USER] == sent
+    assert len(memory.core.units) == 30
+
+
 # ---------------------------------------------------------------------------- 3. FunctionAgent
 
 AGENT_BUDGET = Budget(context_window=4000, generation_reserve=500)
@@ -440,7 +470,7 @@ async def test_function_agent_every_request_within_budget_tool_loop_included(
     limit = AGENT_BUDGET.context_window - AGENT_BUDGET.generation_reserve
     sent: list[str] = []
     per_turn: list[list[list[ChatMessage]]] = []
-    for i in range(100):
+    for i in range(200):
         question = f"Turn {i}: " + ("dig through every order" if i == 50 else prose(i, 15))
         sent.append(question)
         before = len(rec.requests)
@@ -448,7 +478,7 @@ async def test_function_agent_every_request_within_budget_tool_loop_included(
         per_turn.append(rec.requests[before:])
         assert "all checked" in str(result)
 
-    assert sum(len(r) for r in per_turn) == len(rec.requests) == 99 * 2 + 11
+    assert sum(len(r) for r in per_turn) == len(rec.requests) == 199 * 2 + 11
     for question, requests in zip(sent, per_turn, strict=True):
         for request in requests:
             assert tokens(request, tools) <= limit
@@ -471,10 +501,10 @@ async def test_function_agent_every_request_within_budget_tool_loop_included(
     # every turn stored, whole and uncleared
     stored = memory.get_all()
     assert [m.content for m in stored if m.role == USER] == sent
-    assert len(memory.core.units) == 100
+    assert len(memory.core.units) == 200
     assert_whole(stored)
     results = [m for m in stored if m.role == TOOL]
-    assert len(results) == 99 * 2 + 10
+    assert len(results) == 199 * 2 + 10
     assert not any(CLEARED in (m.content or "") for m in results)
 
 
