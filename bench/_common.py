@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -24,3 +29,38 @@ def interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float
             fns[i]()
             times[i].append(time.perf_counter() - start)
     return times
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank; with 50 values the p99 is the slowest)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def ms(seconds: float) -> str:
+    """Seconds as milliseconds for a table: two decimals below 100 ms."""
+    v = seconds * 1e3
+    return f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
+
+
+def machine(packages: Sequence[str]) -> str:
+    """Cores, CPU model, memory, Python and the versions of ``packages``."""
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        mem = float("nan")
+    libs = ", ".join(f"{p} {version(p)}" for p in packages)
+    return f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB, Python {sys.version.split()[0]}, {libs}"
+
+
+def load() -> str:
+    """The load averages, to read beside timings taken on a shared machine."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())

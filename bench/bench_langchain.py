@@ -55,15 +55,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
-import random
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -71,7 +67,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import rotated  # noqa: E402
+from _chat import SupportChat  # noqa: E402
+from _common import load, machine, ms, pct, rotated  # noqa: E402
 from langchain.agents.middleware import SummarizationMiddleware  # noqa: E402
 from langchain.agents.middleware.types import ModelRequest  # noqa: E402
 from langchain_core.language_models import BaseChatModel  # noqa: E402
@@ -95,101 +92,21 @@ MODEL = "gpt-4o"
 
 # ------------------------------------------------------------------------------ synthetic chat
 
-ITEMS = [
-    "kettle",
-    "laptop",
-    "phone case",
-    "coffee grinder",
-    "desk lamp",
-    "running shoes",
-    "backpack",
-    "monitor",
-    "blender",
-    "headphones",
-    "air fryer",
-    "office chair",
-]
-CITIES = ["Lyon", "Leeds", "Porto", "Graz", "Utrecht", "Malmö", "Bologna", "Cork", "Brno", "Ghent"]
-CARRIERS = ["DHL", "UPS", "DPD", "GLS", "Royal Mail"]
-USER = [
-    "Hi, my order {order} still hasn't arrived. It was supposed to come on {date}.",
-    "Can you check where order {order} is? I ordered a {item} and the tracking page says nothing.",
-    "The {item} I received is broken, the lid doesn't close. I'd like a refund of {amount} please.",
-    "I moved to {city} last week, can you change the delivery address for {order}?",
-    "Is the {item} covered by the warranty if the battery stops charging after a few months?",
-    "Thanks. And how long does a refund usually take to show up on my card?",
-    "Could you send the invoice for {order} to my work email instead?",
-    "I was charged twice for the {item}, {amount} each time. Can you look into it?",
-    "Okay, and if the courier misses me again, can I pick the parcel up somewhere in {city}?",
-    "Please cancel the second {item}, I only wanted one.",
-]
-ASSISTANT = [
-    "I'm sorry about the wait with order {order}.",
-    "I've checked our system and the parcel left our warehouse on {date} with {carrier}.",
-    "The {item} is covered by a two-year warranty, which includes the battery.",
-    "Refunds go back to the original payment method and usually take three to five working days.",
-    "I've updated the delivery address to your new flat in {city}.",
-    "You'll get an email confirmation within the next hour.",
-    "If the courier misses you, the parcel goes to the nearest pick-up point for seven days.",
-    "I can see both charges of {amount}; the duplicate was released and should disappear soon.",
-    "I've sent a prepaid return label to your email, so you can drop the {item} at any post office.",
-    "Is there anything else I can help you with today?",
-    "Our records show the order was split into two parcels, the second one ships tomorrow.",
-    "I've added a note to your account so the next agent sees the whole story.",
-]
 
-
-class Chat:
-    """A seeded synthetic support chat: turns of LangChain messages with add_messages-style ids."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.turns = 0
+class Chat(SupportChat[BaseMessage]):
+    """The shared synthetic support chat as LangChain messages with add_messages-style ids."""
 
     def _id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def _fill(self, text: str) -> str:
-        r = self.rng
-        return text.format(
-            order=f"A-{r.randint(10_000, 99_999)}",
-            item=r.choice(ITEMS),
-            city=r.choice(CITIES),
-            date=f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
-            amount=f"€{r.randint(5, 400)}.{r.randint(0, 99):02d}",
-            carrier=r.choice(CARRIERS),
-        )
-
     def user(self) -> HumanMessage:
-        r = self.rng
-        text = " ".join(self._fill(r.choice(USER)) for _ in range(r.randint(1, 3)))
-        return HumanMessage(text, id=self._id())
+        return HumanMessage(self.user_text(), id=self._id())
 
     def answer(self) -> AIMessage:
-        r = self.rng
-        text = " ".join(self._fill(r.choice(ASSISTANT)) for _ in range(r.randint(2, 8)))
-        return AIMessage(text, id=self._id())
+        return AIMessage(self.answer_text(), id=self._id())
 
     def tool_loop(self) -> list[BaseMessage]:
-        """An assistant's tool call, its result and the answer."""
-        r = self.rng
-        call_id = f"call_{self.rng.getrandbits(96):024x}"
-        order = f"A-{r.randint(10_000, 99_999)}"
-        record = {
-            "order_id": order,
-            "status": r.choice(["shipped", "in transit", "delivered", "held at depot"]),
-            "carrier": r.choice(CARRIERS),
-            "tracking": f"{r.getrandbits(40):010X}",
-            "items": [
-                {"sku": f"SKU-{r.randint(1000, 9999)}", "name": r.choice(ITEMS), "qty": 1}
-                for _ in range(r.randint(1, 3))
-            ],
-            "ship_to": {"city": r.choice(CITIES), "postcode": f"{r.randint(1000, 99999)}"},
-            "events": [
-                f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d} {e}"
-                for e in ("label created", "picked up", "arrived at hub")
-            ],
-        }
+        call_id, order, record = self.lookup()
         return [
             AIMessage(
                 "",
@@ -201,21 +118,6 @@ class Chat:
             ),
             self.answer(),
         ]
-
-    def turn(self, allow_tools: bool = True) -> list[BaseMessage]:
-        """One finished turn: 2 messages, or 4 with a tool loop (every fourth turn)."""
-        self.turns += 1
-        user = self.user()
-        if allow_tools and self.turns % 4 == 0:
-            return [user, *self.tool_loop()]
-        return [user, self.answer()]
-
-    def history(self, n: int) -> list[BaseMessage]:
-        """Exactly ``n`` messages (``n`` even) of finished turns."""
-        out: list[BaseMessage] = []
-        while len(out) < n:
-            out.extend(self.turn(allow_tools=n - len(out) >= 4))
-        return out
 
 
 SYSTEM = SystemMessage(
@@ -421,39 +323,6 @@ def full_collection() -> float:
 
 
 # ------------------------------------------------------------------------------ figures
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def ms(seconds: float) -> str:
-    v = seconds * 1e3
-    return f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        mem = float("nan")
-    libs = ", ".join(
-        f"{p} {version(p)}" for p in ("langchain", "langchain-core", "langgraph", "tiktoken")
-    )
-    return f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB, Python {sys.version.split()[0]}, {libs}"
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # ------------------------------------------------------------------------------ (a) overhead
@@ -743,7 +612,9 @@ def main() -> None:
         args.due_turns, args.due_reps = 5, 1
     if any(s % 2 for s in args.sizes):
         sys.exit("--sizes must be even (finished turns of 2 or 4 messages)")
-    print(f"machine: {machine()}; load average {load()}\n")
+    print(
+        f"machine: {machine(('langchain', 'langchain-core', 'langgraph', 'tiktoken'))}; load average {load()}\n"
+    )
     t0 = time.perf_counter()
     times = overhead(args)
     verdicts = print_overhead(args, times)

@@ -44,6 +44,7 @@ from windowkeeper import (
     ReasoningPart,
     TextPart,
     ToolCall,
+    as_message,
 )
 from windowkeeper._messages import SYSTEM_ROLES
 from windowkeeper.adapters import convert_each, nonempty_parts, upper_bound_tokens
@@ -283,8 +284,6 @@ def to_langchain(message: Message | Mapping[str, Any]) -> BaseMessage:
     converted by :func:`to_core` comes back equal to the original.
     """
     if not isinstance(message, Message):
-        from windowkeeper import as_message
-
         message = as_message(message)
     record = message.metadata.get(LANGCHAIN_KEY) or {}
     cls = _CLASSES.get(str(record.get("class"))) or _default_class(message)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from langchain_core.embeddings import Embeddings
 from windowkeeper import Embedder, InvalidConfigError
-from windowkeeper.adapters import PairEmbedder
+from windowkeeper.adapters import PairEmbedder, document_vectors, query_vector
 
 if TYPE_CHECKING:
     pass
@@ -97,19 +97,8 @@ class WindowkeeperEmbeddings(Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per text."""
-        return _rows(self.embedder.embed(texts))
+        return document_vectors(self.embedder, texts)
 
     def embed_query(self, text: str) -> list[float]:
         """The vector of one query."""
-        query = getattr(self.embedder, "embed_query", None)
-        if callable(query):
-            return _rows([query(text)])[0]
-        return _rows(self.embedder.embed([text]))[0]
-
-
-def _rows(vectors: Any) -> list[list[float]]:
-    import numpy as np
-
-    array = np.asarray(vectors, dtype=np.float32)
-    norms = np.maximum(np.linalg.norm(array, axis=-1, keepdims=True), 1e-12)
-    return [[float(x) for x in row] for row in array / norms]
+        return query_vector(self.embedder, text)

@@ -209,8 +209,9 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
         schemas: list[dict[str, Any]] = []
         by_name: dict[str, Any] = {}
         opaque: list[Any] = []
+        previous, self._tool_cache = self._tool_cache, {}  # only this request's tools stay cached
         for tool in tools:
-            cached = self._tool_cache.get(id(tool))
+            cached = previous.get(id(tool))
             if cached is None or cached[0] is not tool:
                 try:
                     schema: dict[str, Any] | None = convert_to_openai_tool(tool)

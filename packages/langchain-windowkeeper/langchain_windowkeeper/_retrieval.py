@@ -18,6 +18,7 @@ from windowkeeper import (
     ContextAssembler,
     InvalidConfigError,
     Memory,
+    Sessions,
     TokenCounter,
     Unit,
     chunks_from,
@@ -239,8 +240,7 @@ class BudgetedPrompt(Runnable[Mapping[str, Any], ChatPromptValue]):
             raise InvalidConfigError(f"memory must be session_id -> Memory or None; got {memory!r}")
         self.assembler = ContextAssembler(counter or TokenCounter(model), budget, chunk_order=order)
         self.system = system
-        self.memory = memory
-        self._memories: dict[str, Memory] = {}
+        self.sessions: Sessions[Any] | None = Sessions(memory) if memory is not None else None
         self.last_report: Any = None
 
     def invoke(
@@ -257,9 +257,8 @@ class BudgetedPrompt(Runnable[Mapping[str, Any], ChatPromptValue]):
         documents = input.get("documents") or []
         history = input.get("history")
         memory = None
-        if self.memory is not None and input.get("session_id"):
-            sid = str(input["session_id"])
-            memory = self._memories.get(sid) or self._memories.setdefault(sid, self.memory(sid))
+        if self.sessions is not None and input.get("session_id"):
+            memory = self.sessions.memory(str(input["session_id"]))
         out = self.assembler.assemble(
             [to_core(user)],
             system=[to_core(SystemMessage(self.system))] if self.system else None,

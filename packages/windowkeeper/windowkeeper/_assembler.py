@@ -245,11 +245,14 @@ class ContextAssembler:
         def tools_cost(ts: Sequence[Mapping[str, Any]]) -> int:
             return counter.count_messages(base_msgs, tools=ts) - base if ts else 0
 
+        # the tool block's cost depends on the request's opening (the system prompt), not on the
+        # turn: counted once, it stays right when older tool results of the turn are cleared
+        all_tools = tools_cost(tool_list)
         dropped: list[Dropped] = []
         if self.clear_turn_results:
             # an agent's tool loop makes room for its tools (within their zone) before any is
             # dropped: a turn without tools would end the loop
-            room_for_tools = min(tools_cost(tool_list), limits.get("tools", limit))
+            room_for_tools = min(all_tools, limits.get("tools", limit))
             if base + room_for_tools > limit:
                 current, cleared = ContextEditor(counter).fit_turn(
                     system_msgs, current, limit - room_for_tools
@@ -287,7 +290,7 @@ class ContextAssembler:
         kept_tools = tool_list
         if tool_list:
             tools_limit = min(limits.get("tools", space), space)
-            if tools_cost(tool_list) > tools_limit:
+            if all_tools > tools_limit:
                 selection = self.tool_selector.select(
                     tool_list,
                     _tool_query(query_text, memory, history_units),
@@ -306,7 +309,7 @@ class ContextAssembler:
                         zone="tools",
                         detail=f"always-included tools {missing!r} alone",
                     )
-        space -= tools_cost(kept_tools)
+        space -= all_tools if kept_tools is tool_list else tools_cost(kept_tools)
 
         # chunks: best first until the rag zone is full; placed in ascending / edges order
         rag_limit = min(limits.get("rag", space), space)

@@ -19,6 +19,7 @@ from windowkeeper._messages import ContentPart, Message, TextPart
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError, InvalidMessageError
 from windowkeeper.memory._base import MemoryView
+from windowkeeper.memory._vectors import Embedder, normalize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,7 +29,9 @@ __all__ = [
     "ConvertedUnits",
     "PairEmbedder",
     "convert_each",
+    "document_vectors",
     "nonempty_parts",
+    "query_vector",
     "upper_bound_tokens",
 ]
 
@@ -187,3 +190,30 @@ class ConvertedUnits(Generic[_T]):
         """Drop a session's converted units (after its view starts afresh)."""
         with self._lock:
             self._shown.pop(session_id, None)
+
+
+def document_vectors(embedder: Embedder, texts: Sequence[str]) -> list[list[float]]:
+    """``embedder``'s vectors for stored texts as L2-normalised lists (a framework's format).
+
+    Example:
+        >>> from windowkeeper import as_embedder
+        >>> e = as_embedder(lambda ts: [[3.0, 4.0] for _ in ts], model_id="toy", dimension=2)
+        >>> document_vectors(e, ["a"])
+        [[0.6000000238418579, 0.800000011920929]]
+    """
+    return _rows(embedder.embed(list(texts))) if texts else []
+
+
+def query_vector(embedder: Embedder, text: str) -> list[float]:
+    """The vector of a query: ``embedder.embed_query`` when it has one (as recall uses it)."""
+    embed_query = getattr(embedder, "embed_query", None)
+    if callable(embed_query):
+        return _rows([embed_query(text)])[0]
+    return _rows(embedder.embed([text]))[0]
+
+
+def _rows(vectors: Any) -> list[list[float]]:
+    import numpy as np
+
+    array = normalize(np.asarray(vectors, dtype=np.float32))
+    return [[float(x) for x in row] for row in array]

@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from windowkeeper import Embedder, InvalidConfigError
-from windowkeeper.adapters import PairEmbedder
+from windowkeeper.adapters import PairEmbedder, document_vectors, query_vector
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -146,31 +146,19 @@ class WindowkeeperEmbedding(BaseEmbedding):
         return self._embedder
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        query_fn = getattr(self._embedder, "embed_query", None)
-        if callable(query_fn):
-            return _rows([query_fn(query)])[0]
-        return _rows(self._embedder.embed([query]))[0]
+        return query_vector(self._embedder, query)
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return await asyncio.to_thread(self._get_query_embedding, query)
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        return _rows(self._embedder.embed([text]))[0]
+        return document_vectors(self._embedder, [text])[0]
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
         return await asyncio.to_thread(self._get_text_embedding, text)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return _rows(self._embedder.embed(texts)) if texts else []
+        return document_vectors(self._embedder, texts)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
-
-
-def _rows(vectors: Any) -> list[list[float]]:
-    """Vectors as lists of floats, each scaled to unit length."""
-    import numpy as np
-
-    array = np.asarray(vectors, dtype=np.float32)
-    norms = np.maximum(np.linalg.norm(array, axis=-1, keepdims=True), 1e-12)
-    return [[float(x) for x in row] for row in array / norms]
