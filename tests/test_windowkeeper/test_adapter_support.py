@@ -340,3 +340,36 @@ class TestTurnLog:
             TurnLog(lambda sid: WindowMemory(COUNTER), "", convert=as_core, counter=COUNTER)
         with pytest.raises(InvalidConfigError, match="budget"):
             self.make(MemoryStore()).view(-1)
+
+
+class TestAssemblerEditor:
+    def test_older_tool_results_in_the_shown_history_are_cleared_and_reported(self) -> None:
+        history: list[Message] = []
+        for i in range(3):
+            history += [
+                Message(role="user", content=f"order {i}?"),
+                *tool_loop(1, size=100)[1:],
+                Message(role="assistant", content="done"),
+            ]
+        history = [  # unique call ids per turn
+            m
+            if m.role not in ("assistant", "tool") or not (m.tool_calls or m.tool_call_id)
+            else Message(
+                role=m.role,
+                content=m.parts,
+                tool_calls=tuple(
+                    ToolCall(id=f"t{n}", name=c.name, arguments=c.arguments) for c in m.tool_calls
+                ),
+                tool_call_id=f"t{n}" if m.tool_call_id else None,
+            )
+            for n, m in ((k // 4, m) for k, m in enumerate(history))
+        ]
+        editor = ContextEditor(COUNTER, keep_tool_results=0)
+        budget = Budget(context_window=8_000, generation_reserve=100)
+        plain = ContextAssembler(COUNTER, budget).assemble("next?", history=history)
+        edited = ContextAssembler(COUNTER, budget, editor=editor).assemble("next?", history=history)
+        assert edited.report.prompt_tokens < plain.report.prompt_tokens
+        assert any(d.what.startswith("tool result") for d in edited.report.dropped)
+        assert edited.report.prompt_tokens == COUNTER.count_messages(edited.messages)
+        with pytest.raises(InvalidConfigError, match="editor"):
+            ContextAssembler(COUNTER, budget, editor="yes")  # type: ignore[arg-type]

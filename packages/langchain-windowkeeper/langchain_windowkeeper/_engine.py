@@ -20,6 +20,7 @@ from windowkeeper import (
     Budget,
     ChatSummarizer,
     ContextAssembler,
+    ContextEditor,
     ConversationStore,
     Embedder,
     InvalidConfigError,
@@ -107,6 +108,7 @@ class Engine:
         tool_selector: ToolSelector | None,
         max_utilization: float | None,
         memory_options: Mapping[str, Any],
+        keep_tool_results: int | None = None,
     ) -> None:
         if budget is not None and not isinstance(budget, Budget):
             raise InvalidConfigError(
@@ -141,6 +143,7 @@ class Engine:
         self.monitor = monitor
         self.tool_selector = tool_selector
         self.max_utilization = max_utilization
+        self.keep_tool_results = keep_tool_results
         self.memory_options = dict(memory_options)
         self._model = model
         self._budget = budget
@@ -183,6 +186,11 @@ class Engine:
                 budget,
                 tool_selector=self.tool_selector,
                 max_utilization=self.max_utilization,
+                editor=(
+                    ContextEditor(counter, keep_tool_results=self.keep_tool_results)
+                    if self.keep_tool_results is not None
+                    else None
+                ),
             )
             return self._assembler
 

@@ -88,6 +88,9 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
             and overflow). Default: one that logs only.
         tool_selector: How tools are chosen when their zone is over its limit.
         max_utilization: Keep every request below this share of the window (e.g. ``0.8``).
+        keep_tool_results: Context editing of the shown history: tool results older than this
+            many newest ones become placeholders (and earlier reasoning is dropped), in the request
+            only, never in the store. ``None`` (default): the history as the memory shows it.
         session_id: The conversation id when the run has no ``thread_id``.
         **memory_options: Passed to the memory (``recent_units=``, ``summary_tokens=``, ...).
 
@@ -116,6 +119,7 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
         monitor: UtilizationMonitor | None = None,
         tool_selector: ToolSelector | None = None,
         max_utilization: float | None = None,
+        keep_tool_results: int | None = None,
         session_id: str = "default",
         **memory_options: Any,
     ) -> None:
@@ -134,6 +138,7 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
             tool_selector=tool_selector,
             max_utilization=max_utilization,
             memory_options=memory_options,
+            keep_tool_results=keep_tool_results,
         )
         self.session_id = session_id
         self._tool_cache: dict[int, tuple[Any, dict[str, Any] | None]] = {}

@@ -108,6 +108,9 @@ class ContextAssembler:
         max_utilization: Keep the prompt strictly below this share of the window, e.g. the
             budget's ``act_threshold`` (0.8) so requests never reach the act level while the
             fixed zones allow it. ``None`` (default): the whole window minus the reserve.
+        editor: Clears older tool results and earlier reasoning in the history the memory shows
+            (a :class:`ContextEditor`; its newest shown unit is left alone); ``None`` (default)
+            shows the history as the memory gives it.
         clear_turn_results: When system prompt and current turn alone are over the limit (an
             agent's long tool loop), clear the turn's older tool results, oldest first, with
             :meth:`ContextEditor.fit_turn` (default ``True``). The user's message and the
@@ -137,6 +140,7 @@ class ContextAssembler:
         use_effective_window: bool = False,
         max_utilization: float | None = None,
         clear_turn_results: bool = True,
+        editor: ContextEditor | None = None,
     ) -> None:
         if not isinstance(counter, TokenCounter):
             raise InvalidConfigError(
@@ -166,6 +170,11 @@ class ContextAssembler:
         self.tool_selector = tool_selector or ToolSelector()
         self.use_effective_window = use_effective_window
         self.clear_turn_results = bool(clear_turn_results)
+        if editor is not None and not isinstance(editor, ContextEditor):
+            raise InvalidConfigError(
+                f"editor must be a ContextEditor or None; got {type(editor).__name__}"
+            )
+        self.editor = editor
 
     @property
     def prompt_limit(self) -> int:
@@ -321,9 +330,10 @@ class ContextAssembler:
         history_limit = max(min(limits.get("history", space), space), 0)
         for _ in range(3):
             view = self._view(memory, history_units, query_text, history_limit)
+            shown, edits = self._edited(view)
             messages = (
                 *system_msgs,
-                *view.messages(),
+                *shown,
                 *chunk_msgs,
                 *current,
             )
@@ -339,7 +349,7 @@ class ContextAssembler:
                 zone="history",
                 detail="the memory's view did not fit the history budget it was given",
             )
-        report = self.budget.report(zones, dropped=(*dropped, *view.dropped))
+        report = self.budget.report(zones, dropped=(*dropped, *edits, *view.dropped))
         return Assembled(
             messages=messages,
             tools=tuple(kept_tools),
@@ -380,6 +390,14 @@ class ContextAssembler:
                 )
         placed = _place(kept, self.chunk_order)
         return [c for c, _ in placed], [m for _, m in placed], used, dropped
+
+    def _edited(self, view: MemoryView) -> tuple[list[Message], tuple[Dropped, ...]]:
+        """The view's messages, older tool results cleared by the ``editor`` (if any)."""
+        shown = view.messages()
+        if self.editor is None or not view.recent:
+            return shown, ()
+        edited = self.editor.edit(shown)
+        return list(edited.messages), edited.dropped
 
     def _view(
         self,
