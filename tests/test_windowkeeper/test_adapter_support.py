@@ -335,7 +335,34 @@ class TestTurnLog:
         assert len(WindowMemory(COUNTER, store=store, session_id="ann")) == 1  # nothing deleted
         store.close()
 
+    def test_each_message_is_converted_once(self) -> None:
+        converted: list[str] = []
+
+        def counting(items: Sequence[dict[str, Any]]) -> list[Message]:
+            converted.extend(str(d["content"]) for d in items)
+            return as_core(items)
+
+        log = TurnLog(
+            lambda sid: WindowMemory(COUNTER, session_id=sid),
+            "ann",
+            convert=counting,
+            counter=COUNTER,
+        )
+        log.add([{"role": "user", "content": "q1"}])
+        log.view(500)
+        log.add([{"role": "assistant", "content": "a1"}])
+        core = as_core([{"role": "user", "content": "q2"}])
+        log.add([{"role": "user", "content": "q2"}], converted=core)  # the caller converted it
+        view, held = log.view(500)
+        log.add([{"role": "assistant", "content": "a2"}])
+        assert converted == ["q1", "a1", "a2"]
+        assert [m.text for m in view.messages()] == ["q1", "a1"]
+        assert held[0]["content"] == "q2"
+        assert [u.user.text for u in log.memory.units] == ["q1", "q2"]  # type: ignore[attr-defined,union-attr]
+
     def test_bad_input_is_named(self) -> None:
+        with pytest.raises(InvalidConfigError, match="converted must hold one message per item"):
+            self.make(MemoryStore()).add([{"role": "user", "content": "q"}], converted=[])
         with pytest.raises(InvalidConfigError, match="session_id"):
             TurnLog(lambda sid: WindowMemory(COUNTER), "", convert=as_core, counter=COUNTER)
         with pytest.raises(InvalidConfigError, match="budget"):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from windowkeeper import InvalidConfigError, Message, SQLiteStore, TokenCounter
 from windowkeeper._units import Unit
 from windowkeeper.memory._base import recalled_message, render_unit
-from windowkeeper.memory._lexical import BM25Index, stem, tokenize
+from windowkeeper.memory._lexical import CACHED_POSTING, STOP_WORDS, BM25Index, stem, tokenize
 from windowkeeper.memory._recall import RecallIndex, RecallSettings, TurnRecall
 from windowkeeper.memory._vectors import CallableEmbedder, Embedder, VectorIndex, as_embedder
 from windowkeeper.stores import MemoryStore
@@ -159,6 +159,48 @@ def test_bm25_scores_match_the_formula_as_the_index_grows() -> None:
                 assert np.allclose(got, want, rtol=1e-5, atol=1e-5), step
     order = np.argsort(-index.scores(dict.fromkeys(query, 1.0)), kind="stable")[:10]
     assert list(order) == list(np.argsort(-reference_bm25(docs, query), kind="stable")[:10])
+
+
+def test_bm25_long_and_short_postings_score_together_as_the_formula_says() -> None:
+    # a few words common enough for cached parts (postings >= CACHED_POSTING), the rest short
+    assert CACHED_POSTING <= 600
+    rng = np.random.default_rng(11)
+    common = ["c0", "c1", "c2"]
+    rare = [f"r{i}" for i in range(60)]
+    index = BM25Index(stemming=False)
+    docs: list[list[str]] = []
+    query = {"c0": 1.0, "c1": 0.5, "r3": 2.0, "r41": 1.0, "absent": 1.0}
+    checked_long = 0
+    for step in range(1_500):
+        doc = [str(w) for w in rng.choice(common, size=int(rng.integers(1, 4)))]
+        doc += [str(w) for w in rng.choice(rare, size=int(rng.integers(0, 12)))]
+        docs.append(doc)
+        index.add(step, " ".join(doc))
+        if step % 97 == 0 or step > 1_490:  # cached parts extended between checks, refits too
+            got = index.scores(query)
+            want = np.zeros(len(docs))
+            for term, weight in query.items():
+                want += weight * reference_bm25(docs, [term])
+            assert np.allclose(got, want, rtol=0.02, atol=1e-4), step
+            checked_long += index.document_frequency("c0") >= CACHED_POSTING
+    assert checked_long >= 5  # the long-posting path was compared, not only the short one
+    top = np.argsort(-index.scores(query), kind="stable")[:20]
+    want = sum(w * reference_bm25(docs, [t]) for t, w in query.items())
+    assert set(top.tolist()) == set(np.argsort(-want, kind="stable")[:20].tolist())
+
+
+def test_tokenize_fast_path_equals_the_general_one() -> None:
+    texts = [
+        "Caroline's painting classes in São Paulo, 2023! It’s Ann’s cat; the CAT'S toy.",
+        "Order A-12345 shipped: tracking 1Z999AA10123456784, running late, stopped twice.",
+        "what is the name of the thing you're holding? I'm not sure they've seen it",
+        "東京タワー is tall; Привет мир; naïve résumé café",
+        "",
+    ]
+    general = set(STOP_WORDS)  # not the default object: the general path
+    for text in texts * 2:  # the second pass reads the word cache
+        assert tokenize(text) == tokenize(text, stop_words=general)
+        assert tokenize(text, stemming=False) == tokenize(text, stop_words=general, stemming=False)
 
 
 def test_bm25_rejects_bad_settings_and_duplicate_ids() -> None:

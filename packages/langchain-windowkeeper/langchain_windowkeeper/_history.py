@@ -127,11 +127,11 @@ class WindowkeeperChatMessageHistory(BaseChatMessageHistory):
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Store the messages (a finished turn is stored at once; see the class notes)."""
         messages = list(messages)
-        to_core_messages(messages)  # refuse what cannot be converted before writing anywhere
+        core = to_core_messages(messages)  # refuse what cannot be converted before writing anywhere
         with self._lock:
             if self.inner is not None:
                 self.inner.add_messages(messages)
-            self.log.add(messages)
+            self.log.add(messages, converted=core)
 
     def clear(self) -> None:
         """Start afresh in a new session; windowkeeper's stored turns are kept (never deleted).

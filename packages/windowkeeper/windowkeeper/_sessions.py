@@ -234,6 +234,7 @@ class TurnLog(Generic[_T]):
         self.store = store
         self._lock = threading.RLock()
         self._pending: list[_T] = []
+        self._pending_core: list[Message] = []  # the held turn converted (once per message)
         self.epoch = latest_epoch(store, session_id) if store is not None else 0
         self._memory = factory(self.session)
 
@@ -256,15 +257,26 @@ class TurnLog(Generic[_T]):
         with self._lock:
             return list(self._pending)
 
-    def add(self, items: Sequence[_T]) -> list[Unit]:
+    def add(self, items: Sequence[_T], *, converted: Sequence[Message] | None = None) -> list[Unit]:
         """Hand over messages; return the units stored now (every finished turn).
+
+        Args:
+            items: The new messages, oldest first.
+            converted: ``convert(items)`` when the caller has it already (one per item).
 
         Raises:
             InvalidMessageError: A message cannot be converted (nothing is taken).
+            InvalidConfigError: ``converted`` does not hold one message per item.
         """
+        fresh = list(self.convert(items) if converted is None else converted)
+        if len(fresh) != len(items):
+            raise InvalidConfigError(
+                f"converted must hold one message per item; got {len(fresh)} for {len(items)}"
+            )
         with self._lock:
             held = [*self._pending, *items]
-            units = group_units(self.convert(held))
+            core = [*self._pending_core, *fresh]
+            units = group_units(core)
             stored: list[Unit] = []
             for unit in units:
                 try:
@@ -277,6 +289,7 @@ class TurnLog(Generic[_T]):
                 stored.append(self._memory.add(unit))
             taken = sum(len(u.messages) for u in stored)
             self._pending = held[taken:]
+            self._pending_core = core[taken:]
             return stored
 
     def view(self, budget: int, *, query: str | None = None) -> tuple[MemoryView, list[_T]]:
@@ -287,7 +300,7 @@ class TurnLog(Generic[_T]):
         check_int("budget", budget, 0)
         with self._lock:
             pending = list(self._pending)
-            core = self.convert(pending) if pending else []
+            core = self._pending_core
             if query is None:
                 query = next((m.text for m in reversed(core) if m.role == "user"), None)
             if query is None:
@@ -301,7 +314,7 @@ class TurnLog(Generic[_T]):
         """Continue in a fresh session; every stored turn stays in the store."""
         with self._lock:
             self.epoch += 1
-            self._pending = []
+            self._pending, self._pending_core = [], []
             self._memory = self.factory(self.session)
 
     def restart(self, factory: Callable[[str], Memory] | None = None) -> None:
@@ -309,7 +322,7 @@ class TurnLog(Generic[_T]):
         with self._lock:
             if factory is not None:
                 self.factory = factory
-            self._pending = []
+            self._pending, self._pending_core = [], []
             self._memory = self.factory(self.session)
 
 

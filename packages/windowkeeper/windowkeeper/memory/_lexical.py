@@ -41,6 +41,11 @@ _STOP_TEXT = """a about after again all am an and any are as at be been before b
 AVERAGE_DRIFT = 0.01
 """How far (as a share) the average document length may move before every norm is refitted."""
 
+CACHED_POSTING = 512
+"""Postings at least this long keep their term-frequency parts between queries (numpy arrays,
+extended as they grow); shorter ones are computed at each query, all together, which costs less
+than keeping and extending a cache per term."""
+
 STOP_WORDS: frozenset[str] = frozenset(_STOP_TEXT.split())
 """English function words left out of the index (BM25's idf would give them almost no weight
 anyway; dropping them keeps their long postings out of every query)."""
@@ -86,31 +91,57 @@ def tokenize(
         >>> tokenize("東京タワー")
         ['東京', '京タ', 'タワ', 'ワー']
     """
+    lowered = text.lower()
+    words = _TOKEN.findall(lowered)
+    if stop_words is STOP_WORDS and stemming and _CJK_RUN.search(lowered) is None:
+        return _default_terms(words)  # the usual case: one cached lookup per word
     out: list[str] = []
-    for match in _TOKEN.finditer(text.lower()):
-        word = match.group()
+    for word in words:
         if _CJK_RUN.match(word):
             out.extend(
                 [word] if len(word) == 1 else [word[i : i + 2] for i in range(len(word) - 1)]
             )
             continue
-        word = word.replace("’", "'")
-        if word.endswith("'s"):
-            word = word[:-2]
-        if word in stop_words:
-            continue
-        if stemming:
-            stemmed = _STEMS.get(word)
-            if stemmed is None:
-                if len(_STEMS) >= _STEMS_MAX:
-                    _STEMS.clear()
-                stemmed = _STEMS[word] = stem(word)
-            word = stemmed
-        out.append(word)
+        term = _term(word, stop_words, stemming)
+        if term:
+            out.append(term)
+    return out
+
+
+def _term(word: str, stop_words: Container[str], stemming: bool) -> str:
+    """The index term of one lower-cased word, "" for a stop word."""
+    word = word.replace("’", "'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    if word in stop_words:
+        return ""
+    if stemming:
+        stemmed = _STEMS.get(word)
+        if stemmed is None:
+            if len(_STEMS) >= _STEMS_MAX:
+                _STEMS.clear()
+            stemmed = _STEMS[word] = stem(word)
+        word = stemmed
+    return word
+
+
+def _default_terms(words: list[str]) -> list[str]:
+    """:func:`_term` of each word under the default settings, through a cache of words seen."""
+    cache = _DEFAULT_TERMS
+    out: list[str] = []
+    for word in words:
+        term = cache.get(word)
+        if term is None:
+            if len(cache) >= _STEMS_MAX:
+                cache.clear()
+            term = cache[word] = _term(word, STOP_WORDS, True)
+        if term:
+            out.append(term)
     return out
 
 
 _STEMS: dict[str, str] = {}  # word -> stem: conversations reuse their words
+_DEFAULT_TERMS: dict[str, str] = {}  # word -> term under the default settings ("": a stop word)
 _STEMS_MAX = 200_000
 
 
@@ -159,6 +190,8 @@ class BM25Index:
         # as the posting grows; all of them are recomputed when the average length is refitted
         self._arrays: dict[str, tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]] = {}
         self._norm: npt.NDArray[np.float32] | None = None  # k1 * (1 - b + b * length / average)
+        self._norm_buffer: npt.NDArray[np.float32] | None = None  # _norm's storage (doubling)
+        self._fitted = 0  # documents in _norm
         self._average = 0.0  # the average length the norm and the cached parts use
         self._filled: dict[str, int] = {}  # rows of each cached term already computed
 
@@ -247,6 +280,12 @@ class BM25Index:
             posting = self._postings.get(term)
             return len(posting[0]) if posting is not None else 0
 
+    def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
+        """:meth:`document_frequency` of each term, in one call (0 for a term not indexed)."""
+        with self._lock:
+            postings = self._postings
+            return {t: len(postings[t][0]) if t in postings else 0 for t in terms}
+
     def scores(self, weights: Mapping[str, float]) -> npt.NDArray[np.float32]:
         """The BM25 score of every document (in the order added) for weighted query terms.
 
@@ -265,61 +304,127 @@ class BM25Index:
             if not terms:
                 return scores
             self._fit_norm(n)
+            norm = self._norm
+            assert norm is not None
+            long: list[tuple[str, float, int]] = []  # (term, weight x idf, df)
+            short: list[tuple[array[int], array[float]]] = []
+            short_factors: list[float] = []
             for term, weight in terms:
-                rows, part = self._term_parts(term)
-                df = len(rows)
-                idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-                scores[rows] += np.float32(weight * idf) * part
-            return scores
+                posting = self._postings[term]
+                df = len(posting[0])
+                factor = weight * math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+                if df >= CACHED_POSTING:
+                    long.append((term, factor, df))
+                else:
+                    short.append(posting)
+                    short_factors.append(factor)
+            rows_of, parts_of = self._cached_parts([t for t, _, _ in long])
+            factors = [f for _, f, _ in long]
+            sizes = [df for _, _, df in long]
+            if short:  # the short postings gathered in C (array.extend), computed in one go
+                short_rows, short_tf = array("i"), array("f")
+                for rows_buffer, tf_buffer in short:
+                    short_rows.extend(rows_buffer)
+                    short_tf.extend(tf_buffer)
+                rows_of.append(np.frombuffer(short_rows, dtype=np.int32))
+                parts_of.append(self._parts(short_rows, short_tf))
+                factors.extend(short_factors)
+                sizes.extend(len(p[0]) for p in short)
+            parts = np.concatenate(parts_of) * np.repeat(
+                np.asarray(factors, dtype=np.float32), sizes
+            )
+            summed = np.bincount(np.concatenate(rows_of), weights=parts, minlength=n)
+            return summed.astype(np.float32)
 
-    def _fit_norm(self, n: int) -> None:
-        """The length norm of every document; refitted (dropping every cached part) on drift."""
-        import numpy as np
-
-        average = self._total_length / n if self._total_length else 1.0
-        norm = self._norm
-        if norm is not None and abs(average - self._average) <= AVERAGE_DRIFT * self._average:
-            if len(norm) < n:  # new documents, normed with the average in use
-                fresh = np.array(self._lengths[len(norm) : n], dtype=np.float32)
-                self._norm = np.concatenate(
-                    [norm, self.k1 * (1.0 - self.b + self.b * fresh / self._average)]
-                ).astype(np.float32)
-            return
-        lengths = np.array(self._lengths, dtype=np.float32)
-        self._average = average
-        self._norm = (self.k1 * (1.0 - self.b + self.b * lengths / average)).astype(np.float32)
-        self._arrays.clear()
-        self._filled.clear()
-
-    def _term_parts(self, term: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
-        """A term's rows and ``tf * (k1 + 1) / (tf + norm)`` of each (cached, extended as it grows).
-
-        The arrays grow by doubling, so a posting that gains a row per turn costs one new row per
-        turn, not a copy of the whole posting.
-        """
+    def _parts(self, rows: array[int], tf: array[float]) -> npt.NDArray[np.float32]:
+        """``tf * (k1 + 1) / (tf + norm)`` of each posting entry, under the fitted norm."""
         import numpy as np
 
         assert self._norm is not None
-        rows_buffer, tf_buffer = self._postings[term]
-        total = len(rows_buffer)
-        cached = self._arrays.get(term)
-        done = 0 if cached is None else self._filled[term]
-        if cached is None or len(cached[0]) < total:
-            capacity = max(total, 2 * (len(cached[0]) if cached is not None else 0), 4)
-            rows = np.empty(capacity, dtype=np.int32)
-            part = np.empty(capacity, dtype=np.float32)
-            if cached is not None:
-                rows[:done] = cached[0][:done]
-                part[:done] = cached[1][:done]
-            cached = self._arrays[term] = (rows, part)
-        rows, part = cached
-        if done < total:
-            fresh = np.array(rows_buffer[done:], dtype=np.int32)
-            tf = np.array(tf_buffer[done:], dtype=np.float32)
-            rows[done:total] = fresh
-            part[done:total] = tf * np.float32(self.k1 + 1.0) / (tf + self._norm[fresh])
-            self._filled[term] = total
-        return rows[:total], part[:total]
+        frequency = np.frombuffer(tf, dtype=np.float32)
+        norm = self._norm[np.frombuffer(rows, dtype=np.int32)]
+        part: npt.NDArray[np.float32] = frequency * np.float32(self.k1 + 1.0) / (frequency + norm)
+        return part
+
+    def _fit_norm(self, n: int) -> None:
+        """The length norm of every document; refitted (dropping every cached part) on drift.
+
+        Between refits the norm array grows by doubling, so a new document costs one new entry.
+        """
+        import numpy as np
+
+        average = self._total_length / n if self._total_length else 1.0
+        fitted = self._fitted
+        if self._norm is not None and abs(average - self._average) <= AVERAGE_DRIFT * self._average:
+            if fitted < n:  # new documents, normed with the average in use
+                buffer = self._norm_buffer
+                assert buffer is not None
+                if len(buffer) < n:
+                    grown = np.empty(max(n, 2 * len(buffer)), dtype=np.float32)
+                    grown[:fitted] = buffer[:fitted]
+                    buffer = self._norm_buffer = grown
+                fresh = np.array(self._lengths[fitted:n], dtype=np.float32)
+                buffer[fitted:n] = self.k1 * (1.0 - self.b + self.b * fresh / self._average)
+                self._norm = buffer[:n]
+                self._fitted = n
+            return
+        lengths = np.array(self._lengths, dtype=np.float32)
+        self._average = average
+        self._norm_buffer = (self.k1 * (1.0 - self.b + self.b * lengths / average)).astype(
+            np.float32
+        )
+        self._norm = self._norm_buffer[:n]
+        self._fitted = n
+        self._arrays.clear()
+        self._filled.clear()
+
+    def _cached_parts(
+        self, terms: list[str]
+    ) -> tuple[list[npt.NDArray[np.int32]], list[npt.NDArray[np.float32]]]:
+        """Each term's rows and parts (:meth:`_parts`), cached, extended as its posting grows.
+
+        The cached arrays grow by doubling, and the entries every term gained since the last query
+        are computed together, so a posting that gains a row per turn costs one new row per turn.
+        """
+        import numpy as np
+
+        stale: list[tuple[str, int, int]] = []  # (term, rows cached, rows now)
+        fresh_rows, fresh_tf = array("i"), array("f")
+        for term in terms:
+            rows_buffer, tf_buffer = self._postings[term]
+            total = len(rows_buffer)
+            cached = self._arrays.get(term)
+            done = 0 if cached is None else self._filled[term]
+            if cached is None or len(cached[0]) < total:
+                capacity = max(total, 2 * (len(cached[0]) if cached is not None else 0), 4)
+                rows = np.empty(capacity, dtype=np.int32)
+                part = np.empty(capacity, dtype=np.float32)
+                if cached is not None:
+                    rows[:done] = cached[0][:done]
+                    part[:done] = cached[1][:done]
+                self._arrays[term] = (rows, part)
+            if done < total:
+                stale.append((term, done, total))
+                fresh_rows.extend(rows_buffer[done:])
+                fresh_tf.extend(tf_buffer[done:])
+        if stale:
+            computed = self._parts(fresh_rows, fresh_tf)
+            new_rows = np.frombuffer(fresh_rows, dtype=np.int32)
+            at = 0
+            for term, done, total in stale:
+                rows, part = self._arrays[term]
+                rows[done:total] = new_rows[at : at + total - done]
+                part[done:total] = computed[at : at + total - done]
+                at += total - done
+                self._filled[term] = total
+        rows_of: list[npt.NDArray[np.int32]] = []
+        parts_of: list[npt.NDArray[np.float32]] = []
+        for term in terms:
+            rows, part = self._arrays[term]
+            total = self._filled[term]
+            rows_of.append(rows[:total])
+            parts_of.append(part[:total])
+        return rows_of, parts_of
 
 
 def _present(exclude: Container[int], rows: Mapping[int, int]) -> list[int]:

@@ -540,7 +540,7 @@ class RecallIndex:
             if newest is not None and newest[0] is unit
             else self._lexical.terms(render_unit(unit))
         )
-        frequency = {t: self._lexical.document_frequency(t) for t in terms}
+        frequency = self._lexical.document_frequencies(terms)
         present = sorted((f, t) for t, f in frequency.items() if f > 0)
         chosen = [t for _, t in present[:CONTEXT_TERMS]]
         self._context_cache = (unit.index, len(self._lexical), chosen)
@@ -617,6 +617,13 @@ def _smooth(
         out += best
         share *= decay
     return out
+
+
+def _covers(exclude: Container[int], n: int) -> bool:
+    """Whether ``exclude`` holds every unit index below ``n`` (nothing is left to recall)."""
+    if isinstance(exclude, set | frozenset | dict | range) and len(exclude) >= n:
+        return all(i in exclude for i in range(n))
+    return False
 
 
 def _rows_of(ids: npt.NDArray[np.int64], members: Container[int]) -> npt.NDArray[np.intp]:
@@ -759,7 +766,7 @@ class TurnRecall(StoredMemory):
             n = len(units)
             self._prepare_lines(n)
             lines, line_tokens, least = self._lines, self._line_tokens, self._min_line
-        if not n or budget < self._frame + least:
+        if not n or budget < self._frame + least or _covers(exclude, n):
             return [], 0, ""
         k = min(n, budget // max(least, 8) + 16)  # room to skip units too large for what is left
         ranked = self.index.search(query, k, exclude=exclude, context=units[n - 1])

@@ -210,12 +210,12 @@ class WindowkeeperMemory(BaseMemory):
     def put_messages(self, messages: list[ChatMessage]) -> None:
         """Store messages (a finished turn is stored at once)."""
         messages = list(messages)
-        to_core_messages(messages)  # refuse what cannot be converted before writing anywhere
+        core = to_core_messages(messages)  # refuse what cannot be converted before writing anywhere
         with self._lock:
             if self.chat_store is not None:
                 for message in messages:
                     self.chat_store.add_message(self._key, message)
-            self._log.add(messages)
+            self._log.add(messages, converted=core)
 
     async def aput_messages(self, messages: list[ChatMessage]) -> None:
         """:meth:`put_messages`."""
