@@ -341,6 +341,16 @@ class LocalSummarizer:
             _LOADED.add(self)
             _hook_exit()
 
+    def loaded(self) -> tuple[Any, Any]:
+        """The loaded ``transformers`` model and tokenizer (loading them first), for other uses
+        of the same weights in the process (e.g. a compressor's scorer). Do not modify them.
+
+        Raises:
+            LocalModelError: The model could not be converted or loaded.
+        """
+        self.load()
+        return self._model, self._tokenizer
+
     def _convert(self) -> None:
         """GGUF (Q4_1) → float32 safetensors + tokenizer in the cache, written atomically."""
         gguf = self.gguf_path or packaged_gguf()

@@ -1,0 +1,437 @@
+"""Question-aware compression of retrieved chunks, per chunk in and per chunk out.
+
+The fast path (:class:`ChunkCompressor`) follows LongLLMLingua's recipe with one batched forward
+pass per request instead of upstream's many: the scorer reads every chunk followed by the
+question, which ranks the chunks (how well each predicts the question) and gives every chunk
+token its surprisal. Then:
+
+1. **coarse**: chunks are taken best first until they hold ``coarse`` times the target; the rest
+   are dropped (reported);
+2. **budget per chunk**: the better a kept chunk ranks, the more of it is kept (``dynamic`` moves a
+   chunk's share up to that fraction above or below the average);
+3. **words**: within a chunk, whole words are kept by their tokens' mean surprisal, highest first,
+   so no word is ever cut inside; every word of a protected span (code, numbers with units,
+   dates, URLs, emails, paths, IDs, UUIDs, JSON, user patterns) is kept, with the spacing between
+   the words of a span unchanged;
+4. **check**: each protected span is looked up in the result; a chunk that lost one falls back
+   to its original text (reported). The output is counted with the application's counter.
+
+``mode="chunks"`` stops after the ranking: whole chunks are kept or dropped to fit the target.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from windowkeeper import Chunk, TokenCounter
+from windowkeeper._checks import check_number
+from windowkeeper.exceptions import InvalidConfigError
+
+from windowkeeper_llmlingua._scorer import CausalScorer, ChunkScore, shared_scorer
+from windowkeeper_llmlingua._spans import Span, find_spans, missing_spans, protected_words
+
+__all__ = ["ChunkCompressor", "CompressedChunk", "CompressionResult"]
+
+_WORD = re.compile(r"\S+")
+Mode = Literal["tokens", "chunks"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CompressedChunk:
+    """One chunk after compression: the same identity, metadata and score, a shorter text."""
+
+    index: int
+    """Position of the chunk in the input."""
+    chunk: Chunk
+    """The chunk to send (``id``, ``score`` and ``metadata`` of the input; the new text)."""
+    original: Chunk
+    """The chunk as it came in."""
+    dropped: bool
+    """True when the coarse stage left the whole chunk out."""
+    tokens_before: int
+    tokens_after: int
+    """Tokens of the text before and after (0 when dropped), with the compressor's counter."""
+    rank: int
+    """Position in the question-aware ranking (0: the chunk that best predicts the question)."""
+    question_loss: float
+    """The ranking score: mean loss of the question after the chunk (lower: more relevant)."""
+    protected: tuple[str, ...] = ()
+    """The protected spans found in the chunk (kept verbatim)."""
+    fell_back: bool = False
+    """True when compression lost a protected span and the original text was kept instead."""
+    reason: str = ""
+    """Why the chunk was dropped, kept whole, or fell back."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CompressionResult:
+    """The compressed chunks in input order, and the totals."""
+
+    chunks: tuple[CompressedChunk, ...]
+    question: str
+    target_tokens: int
+    tokens_before: int
+    tokens_after: int
+    seconds: float
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def kept(self) -> list[Chunk]:
+        """The chunks to send (dropped ones left out), in input order."""
+        return [c.chunk for c in self.chunks if not c.dropped]
+
+    @property
+    def ratio(self) -> float:
+        """Compression ratio, tokens before / tokens after (1.0 when nothing was sent before)."""
+        return self.tokens_before / self.tokens_after if self.tokens_after else math.inf
+
+
+def _as_chunks(chunks: Sequence[Chunk | str]) -> list[Chunk]:
+    if isinstance(chunks, str) or not isinstance(chunks, Sequence):
+        raise InvalidConfigError(
+            f"chunks must be a sequence of Chunk or str; got {type(chunks).__name__}"
+        )
+    out: list[Chunk] = []
+    for i, c in enumerate(chunks):
+        if isinstance(c, Chunk):
+            out.append(c)
+        elif isinstance(c, str):
+            out.append(Chunk(text=c, score=0.0))
+        else:
+            raise InvalidConfigError(
+                f"chunks[{i}] must be a Chunk or a str; got {type(c).__name__}"
+            )
+    return out
+
+
+class ChunkCompressor:
+    """Compress retrieved chunks for a question to a token target (see the module notes).
+
+    Args:
+        scorer: The language model that scores (default: the embedded SmolLM2, shared per process).
+        counter: Counts the chunks for the budget (the application's model, e.g. ``"gpt-4o"``).
+        rate: Share of the chunks' tokens to keep by default (0.5: 2x compression).
+        mode: ``"tokens"`` (rank, then keep words) or ``"chunks"`` (rank, keep or drop whole chunks).
+        coarse: Chunks are kept best first until they hold this many times the target (>= 1).
+        dynamic: How far a kept chunk's share moves with its rank (0: the same for all; 0.3
+            keeps up to 30 % more of the best chunk and 30 % less of the worst).
+        protect: Extra regular expressions whose matches are kept verbatim.
+        default_spans: Also protect the default kinds (code, numbers, URLs, IDs, JSON...).
+
+    Example:
+        >>> compressor = ChunkCompressor(counter="gpt-4o", rate=0.5)  # loads nothing yet
+        >>> result = compressor.compress(chunks, question="Who won?")  # doctest: +SKIP
+        >>> result.ratio, [c.tokens_after for c in result.chunks]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        scorer: CausalScorer | None = None,
+        *,
+        counter: TokenCounter | str = "gpt-4o",
+        rate: float = 0.5,
+        mode: Mode = "tokens",
+        coarse: float = 1.3,
+        dynamic: float = 0.3,
+        protect: Sequence[str | re.Pattern[str]] = (),
+        default_spans: bool = True,
+    ) -> None:
+        if scorer is not None and not isinstance(scorer, CausalScorer):
+            raise InvalidConfigError(f"scorer must be a CausalScorer or None; got {scorer!r}")
+        self._scorer = scorer
+        self.counter = counter if isinstance(counter, TokenCounter) else TokenCounter(counter)
+        self.rate = _check_rate(rate)
+        if mode not in ("tokens", "chunks"):
+            raise InvalidConfigError(f"mode must be 'tokens' or 'chunks'; got {mode!r}")
+        self.mode: Mode = mode
+        self.coarse = check_number("coarse", coarse, 1, finite=True)
+        self.dynamic = check_number("dynamic", dynamic, 0, 0.9)
+        if isinstance(protect, str):
+            raise InvalidConfigError("protect must be a sequence of patterns, not one str")
+        find_spans("", protect)  # typed errors for bad patterns now, not at the first call
+        self.protect = tuple(protect)
+        self.default_spans = bool(default_spans)
+
+    @property
+    def scorer(self) -> CausalScorer:
+        """The scorer (the shared embedded one unless given)."""
+        if self._scorer is None:
+            self._scorer = shared_scorer()
+        return self._scorer
+
+    def compress(
+        self,
+        chunks: Sequence[Chunk | str],
+        question: str,
+        *,
+        rate: float | None = None,
+        target_tokens: int | None = None,
+    ) -> CompressionResult:
+        """Compress ``chunks`` for ``question`` to ``target_tokens`` (or ``rate`` of their tokens).
+
+        The question is only read. Chunks already within the target come back unchanged.
+
+        Raises:
+            InvalidConfigError: Bad chunks, question, rate or target.
+        """
+        started = time.perf_counter()
+        items = _as_chunks(chunks)
+        if not isinstance(question, str):
+            raise InvalidConfigError(f"question must be a str; got {type(question).__name__}")
+        before = self.counter.count_batch([c.text for c in items]) if items else []
+        total = sum(before)
+        if target_tokens is not None:
+            if (
+                isinstance(target_tokens, bool)
+                or not isinstance(target_tokens, int)
+                or target_tokens < 0
+            ):
+                raise InvalidConfigError(
+                    f"target_tokens must be an int >= 0; got {target_tokens!r}"
+                )
+            target = target_tokens
+        else:
+            target = int(total * (_check_rate(rate) if rate is not None else self.rate))
+        if total <= target or not items:
+            return self._unchanged(items, before, question, target, started)
+        scores = self.scorer.score(
+            [c.text for c in items], question, token_losses=self.mode == "tokens"
+        )
+        ranking = sorted(range(len(items)), key=lambda i: (scores[i].question_loss, i))
+        rank = {i: r for r, i in enumerate(ranking)}
+        if self.mode == "chunks":
+            return self._whole_chunks(
+                items, before, scores, ranking, rank, question, target, started
+            )
+        # 1. coarse: best first until the kept chunks hold coarse x target
+        kept: list[int] = []
+        held = 0
+        for i in ranking:
+            if held >= self.coarse * target:
+                break
+            kept.append(i)
+            held += before[i]
+        # 2. a share per kept chunk, more for the better ranked, summing to the target
+        k = len(kept)
+        weights = {
+            i: 1.0 + self.dynamic * (1.0 - 2.0 * p / (k - 1) if k > 1 else 0.0)
+            for p, i in enumerate(kept)
+        }
+        base = target / max(sum(weights[i] * before[i] for i in kept), 1)
+        texts: dict[int, str] = {}
+        spans_of: dict[int, list[Span]] = {}
+        words_of: dict[int, list[tuple[int, int, float, bool, int]]] = {}
+        for i in kept:
+            spans = find_spans(items[i].text, self.protect, defaults=self.default_spans)
+            spans_of[i] = spans
+            words_of[i] = self._words(items[i].text, scores[i], spans)
+            texts[i] = self._keep(items[i].text, words_of[i], min(1.0, base * weights[i]))
+        after = dict(zip(kept, self.counter.count_batch([texts[i] for i in kept]), strict=True))
+        # 3. over the target (word costs are estimates): drop the weakest words left, twice at most
+        for _ in range(2):
+            over = sum(after.values()) - target
+            if over <= 0:
+                break
+            for i in sorted(kept, key=lambda i: -rank[i]):  # the lowest-ranked chunks first
+                if over <= 0:
+                    break
+                share = min(1.0, max(0.0, (after[i] - over) / max(before[i], 1)))
+                trimmed = self._keep(items[i].text, words_of[i], share)
+                cost = self.counter.count(trimmed)
+                over -= after[i] - cost
+                texts[i], after[i] = trimmed, cost
+        out: list[CompressedChunk] = []
+        notes: list[str] = []
+        for i, item in enumerate(items):
+            if i not in texts:
+                out.append(self._dropped(i, item, before[i], rank[i], scores[i]))
+                continue
+            text, spans = texts[i], spans_of[i]
+            lost = missing_spans(spans, text)
+            reason = ""
+            if lost:
+                text, after[i] = item.text, before[i]
+                reason = f"protected span lost ({lost[0].kind} {lost[0].text!r}): original kept"
+                notes.append(f"chunk {i}: {reason}")
+            out.append(
+                CompressedChunk(
+                    index=i,
+                    chunk=_with_text(item, text),
+                    original=item,
+                    dropped=False,
+                    tokens_before=before[i],
+                    tokens_after=after[i],
+                    rank=rank[i],
+                    question_loss=scores[i].question_loss,
+                    protected=tuple(s.text for s in spans),
+                    fell_back=bool(lost),
+                    reason=reason,
+                )
+            )
+        sent = sum(c.tokens_after for c in out)
+        if sent > target:
+            notes.append(
+                f"{sent} tokens after compression, over the target of {target}: the protected "
+                "spans and the smallest kept words need that much"
+            )
+        return CompressionResult(
+            chunks=tuple(out),
+            question=question,
+            target_tokens=target,
+            tokens_before=total,
+            tokens_after=sent,
+            seconds=time.perf_counter() - started,
+            notes=tuple(notes),
+        )
+
+    # ----------------------------------------------------------------------------- helpers
+
+    def _words(
+        self, text: str, score: ChunkScore, spans: list[Span]
+    ) -> list[tuple[int, int, float, bool, int]]:
+        """``(start, end, surprisal, protected, model tokens)`` of each word of ``text``."""
+        bounds = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+        protected = protected_words(bounds, spans)
+        sums = [0.0] * len(bounds)
+        counts = [0] * len(bounds)
+        w = 0
+        for (a, b), loss in zip(score.offsets, score.losses.tolist(), strict=False):
+            if b <= a:
+                continue
+            while w < len(bounds) and bounds[w][1] <= a:
+                w += 1
+            j = w
+            while j < len(bounds) and bounds[j][0] < b:  # a token may touch two words
+                sums[j] += loss
+                counts[j] += 1
+                j += 1
+        return [
+            (a, b, sums[i] / counts[i] if counts[i] else math.inf, protected[i], max(counts[i], 1))
+            for i, (a, b) in enumerate(bounds)
+        ]
+
+    @staticmethod
+    def _keep(text: str, words: list[tuple[int, int, float, bool, int]], share: float) -> str:
+        """The words of ``text`` worth keeping for ``share`` of its model tokens, in order."""
+        if not words:
+            return text
+        budget = share * sum(w[4] for w in words)
+        keep = [w[3] for w in words]  # protected words always
+        used = sum(w[4] for w in words if w[3])
+        for i in sorted(range(len(words)), key=lambda i: -words[i][2]):
+            if keep[i]:
+                continue
+            if used + words[i][4] > budget:
+                continue
+            keep[i] = True
+            used += words[i][4]
+        parts: list[str] = []
+        previous = -1
+        for i, (a, b, _, _, _) in enumerate(words):
+            if not keep[i]:
+                continue
+            if parts:
+                gap = text[words[previous][1] : a]
+                parts.append(gap if previous == i - 1 else ("\n" if "\n" in gap else " "))
+            parts.append(text[a:b])
+            previous = i
+        return "".join(parts)
+
+    def _unchanged(
+        self, items: list[Chunk], before: list[int], question: str, target: int, started: float
+    ) -> CompressionResult:
+        out = tuple(
+            CompressedChunk(
+                index=i,
+                chunk=c,
+                original=c,
+                dropped=False,
+                tokens_before=before[i],
+                tokens_after=before[i],
+                rank=i,
+                question_loss=math.nan,
+                reason="within the target: sent as it is",
+            )
+            for i, c in enumerate(items)
+        )
+        total = sum(before)
+        return CompressionResult(
+            chunks=out,
+            question=question,
+            target_tokens=target,
+            tokens_before=total,
+            tokens_after=total,
+            seconds=time.perf_counter() - started,
+        )
+
+    @staticmethod
+    def _dropped(i: int, item: Chunk, before: int, rank: int, score: ChunkScore) -> CompressedChunk:
+        return CompressedChunk(
+            index=i,
+            chunk=_with_text(item, ""),
+            original=item,
+            dropped=True,
+            tokens_before=before,
+            tokens_after=0,
+            rank=rank,
+            question_loss=score.question_loss,
+            reason=f"ranked {rank + 1} for the question: left out by the coarse stage",
+        )
+
+    def _whole_chunks(
+        self,
+        items: list[Chunk],
+        before: list[int],
+        scores: list[ChunkScore],
+        ranking: list[int],
+        rank: dict[int, int],
+        question: str,
+        target: int,
+        started: float,
+    ) -> CompressionResult:
+        keep: set[int] = set()
+        used = 0
+        for i in ranking:  # best first; a chunk too large is skipped, smaller ones may fit
+            if used + before[i] <= target:
+                keep.add(i)
+                used += before[i]
+        out = tuple(
+            CompressedChunk(
+                index=i,
+                chunk=item,
+                original=item,
+                dropped=False,
+                tokens_before=before[i],
+                tokens_after=before[i],
+                rank=rank[i],
+                question_loss=scores[i].question_loss,
+                reason="kept whole",
+            )
+            if i in keep
+            else self._dropped(i, item, before[i], rank[i], scores[i])
+            for i, item in enumerate(items)
+        )
+        return CompressionResult(
+            chunks=out,
+            question=question,
+            target_tokens=target,
+            tokens_before=sum(before),
+            tokens_after=used,
+            seconds=time.perf_counter() - started,
+        )
+
+
+def _with_text(chunk: Chunk, text: str) -> Chunk:
+    return Chunk(text=text, score=chunk.score, id=chunk.id, metadata=dict(chunk.metadata))
+
+
+def _check_rate(rate: Any) -> float:
+    value = check_number("rate", rate, 0, 1)
+    if value <= 0:
+        raise InvalidConfigError(f"rate must be a number > 0 and <= 1; got {rate!r}")
+    return float(value)
