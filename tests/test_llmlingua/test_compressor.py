@@ -142,3 +142,17 @@ def test_bad_input_is_named(tiny_model: Path) -> None:
         compressor.compress(["a"], "q", target_tokens=-1)
     with pytest.raises(InvalidConfigError, match="question must be a str"):
         compressor.compress(["a"], None)  # type: ignore[arg-type]
+
+
+def test_the_assembler_compresses_its_rag_zone_with_it(compressor: ChunkCompressor) -> None:
+    from windowkeeper import Budget, Compressor, ContextAssembler
+
+    assert isinstance(compressor, Compressor)
+    budget = Budget(context_window=4_000, generation_reserve=200, zone_limits={"rag": 160})
+    assembler = ContextAssembler(COUNTER, budget, compressor=compressor)
+    user = "Where do the kettles ship from? (ref A-12345)"
+    out = assembler.assemble(user, system="Answer from the documents.", chunks=chunks())
+    assert out.messages[-1].text == user
+    assert out.report.zones["rag"] <= 160
+    assert out.chunks  # compressed to fit, not all dropped
+    assert any("(compressed)" in d.what for d in out.report.dropped)

@@ -17,6 +17,7 @@ from windowkeeper._assembler import (
 )
 from windowkeeper._budget import Budget, BudgetReport, Dropped, Level, Zone
 from windowkeeper._cloning import CloneArtifact, Decision, Snippet, clone_conversation
+from windowkeeper._compression import CompressedChunkInfo, CompressionOutcome, Compressor
 from windowkeeper._messages import (
     ContentPart,
     ImagePart,
@@ -143,6 +144,9 @@ __all__ = [
     "ChatSummarizer",
     "Chunk",
     "CloneArtifact",
+    "CompressedChunkInfo",
+    "CompressionOutcome",
+    "Compressor",
     "ContentPart",
     "ContentShare",
     "ContextAssembler",

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from windowkeeper._budget import Budget, BudgetReport, Dropped
 from windowkeeper._messages import (
@@ -19,6 +19,9 @@ from windowkeeper._messages import (
 )
 from windowkeeper._toolselect import ToolSelector, tool_name
 from windowkeeper._units import Unit, group_units
+
+if TYPE_CHECKING:
+    from windowkeeper._compression import Compressor
 from windowkeeper.exceptions import BudgetExceededError, InvalidConfigError, InvalidMessageError
 from windowkeeper.memory._base import Memory, MemoryView, fit_newest, older_dropped, render_unit
 from windowkeeper.memory._editing import ContextEditor
@@ -141,7 +144,10 @@ class ContextAssembler:
         max_utilization: float | None = None,
         clear_turn_results: bool = True,
         editor: ContextEditor | None = None,
+        compressor: Compressor | None = None,
     ) -> None:
+        from windowkeeper._compression import Compressor
+
         if not isinstance(counter, TokenCounter):
             raise InvalidConfigError(
                 f"counter must be a TokenCounter; got {type(counter).__name__}"
@@ -175,6 +181,12 @@ class ContextAssembler:
                 f"editor must be a ContextEditor or None; got {type(editor).__name__}"
             )
         self.editor = editor
+        if compressor is not None and not isinstance(compressor, Compressor):
+            raise InvalidConfigError(
+                "compressor must have compress(chunks, question, *, target_tokens=...) or be None; "
+                f"got {type(compressor).__name__}"
+            )
+        self.compressor = compressor
 
     @property
     def prompt_limit(self) -> int:
@@ -322,6 +334,9 @@ class ContextAssembler:
 
         # chunks: best first until the rag zone is full; placed in ascending / edges order
         rag_limit = min(limits.get("rag", space), space)
+        if self.compressor is not None and chunks:
+            chunks, compressed = self.compress_chunks(chunks, query_text, rag_limit)
+            dropped.extend(compressed)
         kept_chunks, chunk_msgs, rag_used, rag_dropped = self.fit_chunks(chunks, rag_limit)
         dropped.extend(rag_dropped)
         space -= rag_used
@@ -358,6 +373,50 @@ class ContextAssembler:
             view=view,
             prefix_fingerprint=prefix_fingerprint(system_msgs, kept_tools),
         )
+
+    def compress_chunks(
+        self, chunks: Sequence[Chunk | tuple[str, float]], question: str, limit: int
+    ) -> tuple[list[Chunk], list[Dropped]]:
+        """The chunks shortened by the ``compressor`` when their messages exceed ``limit`` tokens.
+
+        The compressor gets the chunk texts and a target of ``limit`` minus the message frames
+        (so the compressed chunks' messages fit), and ``question`` (only read). What it cut or
+        dropped is reported per chunk; the chunks come back unchanged when they fit already or
+        no compressor is set.
+        """
+        listed = _chunks(chunks)
+        if self.compressor is None or not listed:
+            return listed, []
+        costs = [self.counter.count_message(self.chunk_message(c)) for c in listed]
+        if sum(costs) <= limit:
+            return listed, []
+        frames = sum(
+            cost - self.counter.count(c.text) for cost, c in zip(costs, listed, strict=True)
+        )
+        outcome = self.compressor.compress(listed, question, target_tokens=max(limit - frames, 0))
+        kept: list[Chunk] = []
+        report: list[Dropped] = []
+        for i, entry in enumerate(outcome.chunks):
+            name = f"chunk {entry.original.id or i}"
+            if entry.dropped:
+                report.append(
+                    Dropped(
+                        zone="rag", what=name, tokens=costs[i], reason=entry.reason or "compressor"
+                    )
+                )
+                continue
+            kept.append(entry.chunk)
+            saved = entry.tokens_before - entry.tokens_after
+            if saved > 0:
+                report.append(
+                    Dropped(
+                        zone="rag",
+                        what=f"{name} (compressed)",
+                        tokens=saved,
+                        reason=f"compressed from {entry.tokens_before} to {entry.tokens_after} tokens",
+                    )
+                )
+        return kept, report
 
     def fit_chunks(
         self, chunks: Sequence[Chunk | tuple[str, float]], limit: int

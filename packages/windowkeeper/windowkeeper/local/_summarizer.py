@@ -342,8 +342,10 @@ class LocalSummarizer:
             _hook_exit()
 
     def loaded(self) -> tuple[Any, Any]:
-        """The loaded ``transformers`` model and tokenizer (loading them first), for other uses
-        of the same weights in the process (e.g. a compressor's scorer). Do not modify them.
+        """The loaded ``transformers`` model and tokenizer, loading them first.
+
+        For other uses of the same weights in the process (e.g. a compressor's scorer). Do not
+        modify them.
 
         Raises:
             LocalModelError: The model could not be converted or loaded.
