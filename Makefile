@@ -15,7 +15,7 @@ setup:  ## install uv if missing and sync the workspace (CPU-only, offline-safe 
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --all-groups
 
-demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, MiniLM) and clone, then the LangChain agent and the LlamaIndex chat engine
+demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, MiniLM) and clone, then the LangChain agent, the LlamaIndex chat engine and RAG-chunk compression
 	@mkdir -p $(OUT)
 	$(RUN) windowkeeper audit $(TRANSCRIPT) --plot $(OUT)/creep.png
 	$(RUN) windowkeeper plan
@@ -25,6 +25,7 @@ demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, M
 	$(RUN) windowkeeper clone $(TRANSCRIPT) --max-tokens 1200 --store $(OUT)/replay.db --out $(OUT)/clone.json
 	$(RUN) python examples/langchain_agent.py
 	$(RUN) python examples/llama_index_chat.py
+	$(RUN) python examples/rag_compression.py
 
 test: setup lint typecheck pytest docs-check  ## install everything, then lint, types, tests and a strict docs build
 

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, PrivateAttr, model_validator
 from windowkeeper import (
     Budget,
     Chunk,
+    Compressor,
     ContextAssembler,
     InvalidConfigError,
     Memory,
@@ -23,6 +24,7 @@ from windowkeeper import (
     Unit,
     chunks_from,
 )
+from windowkeeper.adapters import check_compressor
 from windowkeeper.memory import render_unit
 
 from langchain_windowkeeper._convert import to_core, to_core_messages, to_langchain
@@ -59,9 +61,15 @@ class WindowkeeperDocumentCompressor(BaseDocumentCompressor):
     fit ``max_tokens`` (counted exactly as the ``<document>`` blocks a windowkeeper request sends)
     and places them so the best sits last, next to a question that follows the context
     (``question_first=True`` puts it first). LangChain's ``LongContextReorder`` puts the top
-    document first or last depending on whether the count is odd or even. Documents are returned
-    unchanged (the same objects), with their kept rank in ``metadata["windowkeeper_rank"]``
-    on copies, never on the originals.
+    document first or last depending on whether the count is odd or even. Documents come back as
+    copies with their kept rank in ``metadata["windowkeeper_rank"]``; the originals are never
+    changed.
+
+    With a ``compressor`` (a :class:`~windowkeeper.Compressor`, e.g. ``windowkeeper-llmlingua``'s
+    ``ChunkCompressor``), documents that do not fit ``max_tokens`` together are first compressed
+    for the query (which is only read), each on its own: a compressed document keeps its id and
+    metadata, its shorter text in ``page_content`` and ``metadata["windowkeeper_compressed"] =
+    (tokens before, tokens after)``; documents the compressor drops are left out.
 
     Example:
         >>> from langchain_core.documents import Document
@@ -87,10 +95,13 @@ class WindowkeeperDocumentCompressor(BaseDocumentCompressor):
     """Metadata keys read as the score."""
     counter: TokenCounter | None = None
     """A core counter to share (default: one for ``model``)."""
+    compressor: Compressor | None = None
+    """Compresses the documents for the query when they do not fit (default: none, drop only)."""
 
     _assembler: ContextAssembler = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
+        check_compressor(data.get("compressor"))
         max_tokens = data.get("max_tokens")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise InvalidConfigError(f"max_tokens must be an int >= 1; got {max_tokens!r}")
@@ -102,7 +113,9 @@ class WindowkeeperDocumentCompressor(BaseDocumentCompressor):
     def _build(self) -> WindowkeeperDocumentCompressor:
         counter = self.counter or TokenCounter(self.model)
         budget = Budget(context_window=self.max_tokens + 1, generation_reserve=1)
-        self._assembler = ContextAssembler(counter, budget, chunk_order=self.order)
+        self._assembler = ContextAssembler(
+            counter, budget, chunk_order=self.order, compressor=self.compressor
+        )
         return self
 
     def compress_documents(
@@ -111,10 +124,10 @@ class WindowkeeperDocumentCompressor(BaseDocumentCompressor):
         query: str,
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
-        """The documents that fit, in placement order."""
-        kept, _, _, _ = self._assembler.fit_chunks(
-            document_chunks(documents, self.score_keys), self.max_tokens
-        )
+        """The documents that fit (compressed first when a compressor is set), in placement order."""
+        chunks = document_chunks(documents, self.score_keys)
+        chunks, _ = self._assembler.compress_chunks(chunks, query, self.max_tokens)
+        kept, _, _, _ = self._assembler.fit_chunks(chunks, self.max_tokens)
         if self.question_first:
             kept = kept[::-1]
         ranked = sorted(kept, key=lambda c: -c.score)
@@ -122,11 +135,13 @@ class WindowkeeperDocumentCompressor(BaseDocumentCompressor):
         out: list[Document] = []
         for chunk in kept:
             doc = documents[chunk.metadata["position"]]
-            out.append(
-                doc.model_copy(
-                    update={"metadata": {**doc.metadata, "windowkeeper_rank": rank[id(chunk)]}}
-                )
-            )
+            metadata = {**doc.metadata, "windowkeeper_rank": rank[id(chunk)]}
+            update: dict[str, Any] = {"metadata": metadata}
+            if chunk.text != doc.page_content:
+                count = self._assembler.counter.count
+                metadata["windowkeeper_compressed"] = (count(doc.page_content), count(chunk.text))
+                update["page_content"] = chunk.text
+            out.append(doc.model_copy(update=update))
         return out
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -179,29 +180,85 @@ class ChunkCompressor:
         Raises:
             InvalidConfigError: Bad chunks, question, rate or target.
         """
-        started = time.perf_counter()
-        items = _as_chunks(chunks)
-        if not isinstance(question, str):
-            raise InvalidConfigError(f"question must be a str; got {type(question).__name__}")
-        before = self.counter.count_batch([c.text for c in items]) if items else []
-        total = sum(before)
-        if target_tokens is not None:
-            if (
-                isinstance(target_tokens, bool)
-                or not isinstance(target_tokens, int)
-                or target_tokens < 0
-            ):
-                raise InvalidConfigError(
-                    f"target_tokens must be an int >= 0; got {target_tokens!r}"
-                )
-            target = target_tokens
-        else:
-            target = int(total * (_check_rate(rate) if rate is not None else self.rate))
-        if total <= target or not items:
-            return self._unchanged(items, before, question, target, started)
+        request = prepare(chunks, question, self.counter, rate, target_tokens, self.rate)
+        if request.unchanged:
+            return self._unchanged(request)
         scores = self.scorer.score(
-            [c.text for c in items], question, token_losses=self.mode == "tokens"
+            [c.text for c in request.items], question, token_losses=self.mode == "tokens"
         )
+        return self._select(request, scores)
+
+    def compress_many(
+        self,
+        requests: Sequence[tuple[Sequence[Chunk | str], str]],
+        *,
+        rate: float | None = None,
+        target_tokens: int | None = None,
+        batch: int = 8,
+        progress: bool = False,
+    ) -> list[CompressionResult]:
+        """:meth:`compress` for many ``(chunks, question)`` requests; results in input order.
+
+        ``batch`` requests at a time are scored in shared forward passes (fuller batches than one
+        request gives).
+
+        Args:
+            requests: ``(chunks, question)`` pairs.
+            rate: Share of each request's tokens to keep (default: the compressor's).
+            target_tokens: A token target per request instead of the rate.
+            batch: Requests scored together.
+            progress: Show a progress bar (tqdm) over the requests.
+        """
+        prepared = [
+            prepare(chunks, question, self.counter, rate, target_tokens, self.rate)
+            for chunks, question in requests
+        ]
+        bar = _progress(len(prepared)) if progress else None
+        out: list[CompressionResult] = []
+        for at in range(0, len(prepared), max(int(batch), 1)):
+            group = prepared[at : at + max(int(batch), 1)]
+            busy = [r for r in group if not r.unchanged]
+            texts = [c.text for r in busy for c in r.items]
+            questions = [r.question for r in busy for _ in r.items]
+            scores = (
+                self.scorer.score(texts, questions, token_losses=self.mode == "tokens")
+                if texts
+                else []
+            )
+            offset = 0
+            for r in group:
+                if r.unchanged:
+                    out.append(self._unchanged(r))
+                    continue
+                out.append(self._select(r, scores[offset : offset + len(r.items)]))
+                offset += len(r.items)
+            if bar is not None:
+                bar.update(len(group))
+        if bar is not None:
+            bar.close()
+        return out
+
+    async def acompress(
+        self,
+        chunks: Sequence[Chunk | str],
+        question: str,
+        *,
+        rate: float | None = None,
+        target_tokens: int | None = None,
+    ) -> CompressionResult:
+        """:meth:`compress` on the package's worker thread (the event loop keeps running)."""
+        import asyncio
+        import functools
+
+        call = functools.partial(
+            self.compress, chunks, question, rate=rate, target_tokens=target_tokens
+        )
+        return await asyncio.get_running_loop().run_in_executor(_worker(), call)
+
+    def _select(self, request: Request, scores: Sequence[ChunkScore]) -> CompressionResult:
+        """The compression of a prepared request from its chunks' scores."""
+        items, before, question = request.items, request.before, request.question
+        total, target, started = request.total, request.target, request.started
         ranking = sorted(range(len(items)), key=lambda i: (scores[i].question_loss, i))
         rank = {i: r for r, i in enumerate(ranking)}
         if self.mode == "chunks":
@@ -342,9 +399,10 @@ class ChunkCompressor:
             previous = i
         return "".join(parts)
 
-    def _unchanged(
-        self, items: list[Chunk], before: list[int], question: str, target: int, started: float
-    ) -> CompressionResult:
+    @staticmethod
+    def _unchanged(request: Request) -> CompressionResult:
+        """Every chunk as it is (the chunks fit the target already)."""
+        before = request.before
         out = tuple(
             CompressedChunk(
                 index=i,
@@ -357,16 +415,15 @@ class ChunkCompressor:
                 question_loss=math.nan,
                 reason="within the target: sent as it is",
             )
-            for i, c in enumerate(items)
+            for i, c in enumerate(request.items)
         )
-        total = sum(before)
         return CompressionResult(
             chunks=out,
-            question=question,
-            target_tokens=target,
-            tokens_before=total,
-            tokens_after=total,
-            seconds=time.perf_counter() - started,
+            question=request.question,
+            target_tokens=request.target,
+            tokens_before=request.total,
+            tokens_after=request.total,
+            seconds=time.perf_counter() - request.started,
         )
 
     @staticmethod
@@ -387,7 +444,7 @@ class ChunkCompressor:
         self,
         items: list[Chunk],
         before: list[int],
-        scores: list[ChunkScore],
+        scores: Sequence[ChunkScore],
         ranking: list[int],
         rank: dict[int, int],
         question: str,
@@ -424,6 +481,74 @@ class ChunkCompressor:
             tokens_after=used,
             seconds=time.perf_counter() - started,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A compression request checked and counted, before any model runs."""
+
+    items: list[Chunk]
+    question: str
+    before: list[int]
+    total: int
+    target: int
+    started: float
+
+    @property
+    def unchanged(self) -> bool:
+        """The chunks fit the target already (or there are none)."""
+        return self.total <= self.target or not self.items
+
+
+def prepare(
+    chunks: Sequence[Chunk | str],
+    question: str,
+    counter: TokenCounter,
+    rate: float | None,
+    target_tokens: int | None,
+    default_rate: float,
+) -> Request:
+    """Check a request and count its chunks; the target from ``target_tokens`` or the rate."""
+    started = time.perf_counter()
+    items = _as_chunks(chunks)
+    if not isinstance(question, str):
+        raise InvalidConfigError(f"question must be a str; got {type(question).__name__}")
+    before = counter.count_batch([c.text for c in items]) if items else []
+    total = sum(before)
+    if target_tokens is not None:
+        if (
+            isinstance(target_tokens, bool)
+            or not isinstance(target_tokens, int)
+            or target_tokens < 0
+        ):
+            raise InvalidConfigError(f"target_tokens must be an int >= 0; got {target_tokens!r}")
+        target = target_tokens
+    else:
+        target = math.ceil(total * (_check_rate(rate) if rate is not None else default_rate))
+    return Request(items, question, before, total, target, started)
+
+
+_WORKER: Any = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker() -> Any:
+    """The package's one worker thread (model calls run one at a time anyway)."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _WORKER = ThreadPoolExecutor(1, thread_name_prefix="windowkeeper-llmlingua")
+        return _WORKER
+
+
+def _progress(total: int) -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with transformers
+        return None
+    return tqdm(total=total, unit="request", desc="compressing")
 
 
 def _with_text(chunk: Chunk, text: str) -> Chunk:

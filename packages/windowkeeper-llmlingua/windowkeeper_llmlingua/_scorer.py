@@ -182,14 +182,15 @@ class CausalScorer:
     # ------------------------------------------------------------------------------- scoring
 
     def score(
-        self, texts: Sequence[str], question: str, *, token_losses: bool = True
+        self, texts: Sequence[str], question: str | Sequence[str], *, token_losses: bool = True
     ) -> list[ChunkScore]:
-        """Score each text against ``question`` (see the module notes); one entry per text.
+        """Score each text against its question (see the module notes); one entry per text.
 
         Args:
             texts: The chunks.
-            question: The question the chunks should answer (may be empty: the ranking is then
-                the plain likelihood of an empty question, i.e. uninformative).
+            question: The question the chunks should answer, or one question per text (chunks
+                of several requests scored in the same batches). An empty question makes the
+                ranking uninformative (the likelihood of nothing).
             token_losses: Also compute every chunk token's loss (token-level compression); when
                 False only the question positions get logits (ranking only, cheaper).
         """
@@ -198,9 +199,17 @@ class CausalScorer:
         self.load()
         tokenizer, model = self._tokenizer, self._model
         start = _start_id(tokenizer)
-        question_ids = tokenizer(QUESTION_PREFIX + question, add_special_tokens=False)["input_ids"]
+        questions = [question] * len(texts) if isinstance(question, str) else list(question)
+        if len(questions) != len(texts):
+            raise InvalidConfigError(
+                f"question must be a str or one per text; got {len(questions)} for {len(texts)} texts"
+            )
         prefix_len = len(tokenizer(QUESTION_PREFIX, add_special_tokens=False)["input_ids"])
-        question_ids = question_ids[: max(self.max_window // 2, prefix_len + 1)]
+        asked: dict[str, list[int]] = {}
+        for q in questions:
+            if q not in asked:
+                ids = tokenizer(QUESTION_PREFIX + q, add_special_tokens=False)["input_ids"]
+                asked[q] = ids[: max(self.max_window // 2, prefix_len + 1)]
         encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
         windows: list[tuple[int, int, list[int]]] = []  # (text, first token, ids)
         for t, ids in enumerate(encoded["input_ids"]):
@@ -211,14 +220,19 @@ class CausalScorer:
                 windows.append((t, first, ids[first : first + self.max_window]))
         losses = [np.zeros(len(ids), dtype=np.float32) for ids in encoded["input_ids"]]
         best = [float("inf")] * len(texts)
-        order = sorted(range(len(windows)), key=lambda w: len(windows[w][2]))
+        order = sorted(
+            range(len(windows)),
+            key=lambda w: len(windows[w][2]) + len(asked[questions[windows[w][0]]]),
+        )
         lm_head = model.get_output_embeddings()
         base = model.base_model
-        q_targets = torch.tensor(question_ids[prefix_len:], device=self._device)
+        targets_of = {
+            q: torch.tensor(ids[prefix_len:], device=self._device) for q, ids in asked.items()
+        }
         batch: list[int] = []
 
         def run(batch: list[int]) -> None:
-            rows = [[start, *windows[w][2], *question_ids] for w in batch]
+            rows = [[start, *windows[w][2], *asked[questions[windows[w][0]]]] for w in batch]
             width = max(len(r) for r in rows)
             pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start
             ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -232,6 +246,7 @@ class CausalScorer:
                 for i, w in enumerate(batch):
                     t, first, chunk_ids = windows[w]
                     n = len(chunk_ids)
+                    q_targets = targets_of[questions[t]]
                     q0 = 1 + n + prefix_len  # the first question token (after the prefix)
                     q_logits = lm_head(hidden[i, q0 - 1 : q0 - 1 + len(q_targets)]).float()
                     q_loss = torch.nn.functional.cross_entropy(q_logits, q_targets)
@@ -245,7 +260,7 @@ class CausalScorer:
             self.tokens_scored += sum(len(r) for r in rows)
 
         for w in order:
-            width = 1 + len(windows[w][2]) + len(question_ids)
+            width = 1 + len(windows[w][2]) + len(asked[questions[windows[w][0]]])
             if batch and width * (len(batch) + 1) > self.batch_tokens:
                 run(batch)
                 batch = []

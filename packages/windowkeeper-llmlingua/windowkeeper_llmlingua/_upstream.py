@@ -7,7 +7,7 @@ Three things upstream (llmlingua 0.2.2) needs here:
   to upstream behind :class:`LegacyCacheModel`, which turns tuples into a ``DynamicCache`` on the
   way in and back into tuples on the way out (upstream's own code is not changed).
 - **offline**: ``PromptCompressor.__init__`` downloads tiktoken's cl100k file and loads the model by
-  name; :class:`OfflinePromptCompressor` sets the same attributes from an already loaded model and
+  name; :func:`offline_prompt_compressor` sets the same attributes from an already loaded model and
   windowkeeper's bundled cl100k encoding.
 - **per chunk**: ``compress_prompt`` returns one string for all chunks. Here upstream's own
   question-aware ranking (``control_context_budget``, LongLLMLingua) picks the chunks and their
@@ -33,14 +33,14 @@ from windowkeeper.exceptions import InvalidConfigError
 from windowkeeper_llmlingua._compressor import (
     CompressedChunk,
     CompressionResult,
-    _as_chunks,
     _check_rate,
     _with_text,
+    prepare,
 )
 from windowkeeper_llmlingua._scorer import CausalScorer, shared_scorer
 from windowkeeper_llmlingua._spans import find_spans, missing_spans
 
-__all__ = ["LegacyCacheModel", "OfflinePromptCompressor", "UpstreamCompressor"]
+__all__ = ["LegacyCacheModel", "UpstreamCompressor", "offline_prompt_compressor"]
 
 Method = Literal["longllmlingua", "llmlingua2"]
 
@@ -121,10 +121,6 @@ def offline_prompt_compressor(
                 self.init_llmlingua2()
 
     return OfflinePromptCompressor()
-
-
-OfflinePromptCompressor = offline_prompt_compressor
-"""Alias: build an offline ``PromptCompressor`` subclass instance (see the function)."""
 
 
 class UpstreamCompressor:
@@ -211,24 +207,9 @@ class UpstreamCompressor:
         target_tokens: int | None = None,
     ) -> CompressionResult:
         """Compress ``chunks`` for ``question`` (see the class notes); the question is only read."""
-        started = time.perf_counter()
-        items = _as_chunks(chunks)
-        if not isinstance(question, str):
-            raise InvalidConfigError(f"question must be a str; got {type(question).__name__}")
-        before = self.counter.count_batch([c.text for c in items]) if items else []
-        total = sum(before)
-        if target_tokens is not None:
-            if (
-                isinstance(target_tokens, bool)
-                or not isinstance(target_tokens, int)
-                or target_tokens < 0
-            ):
-                raise InvalidConfigError(
-                    f"target_tokens must be an int >= 0; got {target_tokens!r}"
-                )
-            target = target_tokens
-        else:
-            target = int(total * (_check_rate(rate) if rate is not None else self.rate))
+        request = prepare(chunks, question, self.counter, rate, target_tokens, self.rate)
+        items, before, total, target = request.items, request.before, request.total, request.target
+        started = request.started
         share = target / total if total else 1.0
         upstream = self.upstream
         kept: list[int] = list(range(len(items)))

@@ -146,7 +146,7 @@ class ContextAssembler:
         editor: ContextEditor | None = None,
         compressor: Compressor | None = None,
     ) -> None:
-        from windowkeeper._compression import Compressor
+        from windowkeeper._compression import check_compressor
 
         if not isinstance(counter, TokenCounter):
             raise InvalidConfigError(
@@ -181,12 +181,7 @@ class ContextAssembler:
                 f"editor must be a ContextEditor or None; got {type(editor).__name__}"
             )
         self.editor = editor
-        if compressor is not None and not isinstance(compressor, Compressor):
-            raise InvalidConfigError(
-                "compressor must have compress(chunks, question, *, target_tokens=...) or be None; "
-                f"got {type(compressor).__name__}"
-            )
-        self.compressor = compressor
+        self.compressor = check_compressor(compressor)
 
     @property
     def prompt_limit(self) -> int:

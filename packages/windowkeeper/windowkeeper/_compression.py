@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from windowkeeper._assembler import Chunk
+from windowkeeper.exceptions import InvalidConfigError
 
-__all__ = ["CompressedChunkInfo", "CompressionOutcome", "Compressor"]
+__all__ = ["CompressedChunkInfo", "CompressionOutcome", "Compressor", "check_compressor"]
 
 
 class CompressedChunkInfo(Protocol):
@@ -47,3 +48,13 @@ class Compressor(Protocol):
     def compress(
         self, chunks: Sequence[Chunk], question: str, *, target_tokens: int | None = None
     ) -> CompressionOutcome: ...
+
+
+def check_compressor(compressor: object) -> Compressor | None:
+    """``compressor`` when it is a :class:`Compressor` or ``None``, else a typed error naming it."""
+    if compressor is not None and not isinstance(compressor, Compressor):
+        raise InvalidConfigError(
+            "compressor must have compress(chunks, question, *, target_tokens=...) or be None; "
+            f"got {type(compressor).__name__}"
+        )
+    return compressor

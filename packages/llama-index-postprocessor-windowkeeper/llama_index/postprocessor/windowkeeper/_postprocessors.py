@@ -8,12 +8,14 @@ from typing import Any, Literal
 from windowkeeper import (
     Budget,
     Chunk,
+    Compressor,
     ContextAssembler,
     InvalidConfigError,
     TokenCounter,
     chunks_from,
     place_chunks,
 )
+from windowkeeper.adapters import check_compressor
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -58,7 +60,14 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
     Nodes are ranked by ``NodeWithScore.score`` or, when a node has none, by the retriever's
     order (first best). The core assembler keeps them best first while they fit ``max_tokens``
     and places them so the best sits last, next to a query that follows the context as in
-    LlamaIndex's default QA prompt (``question_first=True`` puts it first). Each node is counted
+    LlamaIndex's default QA prompt (``question_first=True`` puts it first).
+
+    With a ``compressor`` (a :class:`~windowkeeper.Compressor`, e.g. ``windowkeeper-llmlingua``'s
+    ``ChunkCompressor``), nodes that do not fit together are first compressed for the query
+    (``QueryBundle.query_str``, only read), each node's own text on its own: a compressed node
+    comes back as a copy with the shorter text, its score and metadata, and
+    ``metadata["windowkeeper_compressed"] = (tokens before, tokens after)`` (excluded from what
+    the LLM and the embedder see); nodes the compressor drops are left out. Each node is counted
     exactly, as the text a response synthesizer sends (``node.get_content(metadata_mode=LLM)``)
     in the ``<document>`` block the core sends a chunk as: a few tokens more than the text alone,
     which covers the separators LlamaIndex joins the texts with, so the context it builds from
@@ -73,6 +82,7 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
         question_first: The query comes before the context: the best node goes first.
         metadata_mode: Which metadata the counted text includes.
         counter: A core counter to share (not serialised).
+        compressor: Compresses the nodes for the query when they do not fit (not serialised).
 
     Raises:
         InvalidConfigError: An argument is out of range.
@@ -102,9 +112,13 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
     counter: TokenCounter | None = Field(default=None, exclude=True)
     """A core counter to share (default: one for ``model``); never serialised."""
 
+    compressor: Compressor | None = Field(default=None, exclude=True)
+    """Compresses the nodes for the query when they do not fit (default: none, drop only)."""
+
     _counter: TokenCounter = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
+        check_compressor(data.get("compressor"))
         max_tokens = data.get("max_tokens")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise InvalidConfigError(f"max_tokens must be an int >= 1; got {max_tokens!r}")
@@ -142,7 +156,10 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
             self._counter,
             Budget(context_window=self.max_tokens + 1, generation_reserve=1),
             chunk_order="ascending" if self.order == "none" else self.order,
+            compressor=self.compressor,
         )
+        if self.compressor is not None:
+            nodes = self._compressed(assembler, nodes, query_bundle)
         kept, _, _, _ = assembler.fit_chunks(
             node_chunks(nodes, self.metadata_mode), self.max_tokens
         )
@@ -152,6 +169,41 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
         elif self.question_first:
             positions.reverse()
         return [nodes[i] for i in positions]
+
+    def _compressed(
+        self,
+        assembler: ContextAssembler,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None,
+    ) -> list[NodeWithScore]:
+        """The nodes after the core's compression step, compressed ones as copies."""
+        own = node_chunks(nodes, MetadataMode.NONE)
+        count = self._counter.count
+        shown = node_chunks(nodes, self.metadata_mode)  # metadata lines the LLM also sees
+        extra = sum(count(a.text) - count(b.text) for a, b in zip(shown, own, strict=True))
+        question = query_bundle.query_str if query_bundle is not None else ""
+        chunks, _ = assembler.compress_chunks(own, question, max(self.max_tokens - extra, 0))
+        out: list[NodeWithScore] = []
+        for chunk in chunks:
+            original = nodes[chunk.metadata["position"]]
+            if chunk.text == own[chunk.metadata["position"]].text:
+                out.append(original)
+                continue
+            node = original.node
+            key = "windowkeeper_compressed"
+            copy = node.model_copy(
+                update={
+                    "metadata": {
+                        **node.metadata,
+                        key: (count(own[chunk.metadata["position"]].text), count(chunk.text)),
+                    },
+                    "excluded_llm_metadata_keys": [*node.excluded_llm_metadata_keys, key],
+                    "excluded_embed_metadata_keys": [*node.excluded_embed_metadata_keys, key],
+                }
+            )
+            copy.set_content(chunk.text)
+            out.append(NodeWithScore(node=copy, score=original.score))
+        return out
 
 
 class BestNextToQueryReorder(BaseNodePostprocessor):
