@@ -216,7 +216,8 @@ def main() -> None:
         else ""
     )
     print(
-        "| method | contexts | ratio | answer kept | protected spans kept | s per 1,000 tokens | ÷ one pass | peak RSS |"
+        "| method | contexts | ratio | answer kept | protected spans kept "
+        "| s per 1,000 tokens | ÷ one pass | peak RSS |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
