@@ -184,7 +184,7 @@ class ChunkCompressor:
         if request.unchanged:
             return self._unchanged(request)
         scores = self.scorer.score(
-            [c.text for c in request.items], question, token_losses=self.mode == "tokens"
+            [c.text for c in request.items], question, token_losses=self._token_losses([request])
         )
         return self._select(request, scores)
 
@@ -221,7 +221,7 @@ class ChunkCompressor:
             texts = [c.text for r in busy for c in r.items]
             questions = [r.question for r in busy for _ in r.items]
             scores = (
-                self.scorer.score(texts, questions, token_losses=self.mode == "tokens")
+                self.scorer.score(texts, questions, token_losses=self._token_losses(busy))
                 if texts
                 else []
             )
@@ -255,6 +255,34 @@ class ChunkCompressor:
         )
         return await asyncio.get_running_loop().run_in_executor(_worker(), call)
 
+    def _coarse(self, request: Request, question_losses: Sequence[float]) -> list[int]:
+        """The chunks the coarse stage keeps, best first: until they hold ``coarse`` x the target."""
+        ranking = sorted(range(len(request.items)), key=lambda i: (question_losses[i], i))
+        kept: list[int] = []
+        held = 0
+        for i in ranking:
+            if held >= self.coarse * request.target:
+                break
+            kept.append(i)
+            held += request.before[i]
+        return kept
+
+    def _token_losses(self, requests: Sequence[Request]) -> Any:
+        """What the scorer computes token losses for: the chunks the coarse stage keeps."""
+        if self.mode == "chunks":
+            return False
+
+        def wanted(question_losses: list[float]) -> list[int]:
+            out: list[int] = []
+            at = 0
+            for r in requests:
+                n = len(r.items)
+                out += [at + i for i in self._coarse(r, question_losses[at : at + n])]
+                at += n
+            return out
+
+        return wanted
+
     def _select(self, request: Request, scores: Sequence[ChunkScore]) -> CompressionResult:
         """The compression of a prepared request from its chunks' scores."""
         items, before, question = request.items, request.before, request.question
@@ -265,14 +293,7 @@ class ChunkCompressor:
             return self._whole_chunks(
                 items, before, scores, ranking, rank, question, target, started
             )
-        # 1. coarse: best first until the kept chunks hold coarse x target
-        kept: list[int] = []
-        held = 0
-        for i in ranking:
-            if held >= self.coarse * target:
-                break
-            kept.append(i)
-            held += before[i]
+        kept = self._coarse(request, [s.question_loss for s in scores])
         # 2. a share per kept chunk, more for the better ranked, summing to the target
         k = len(kept)
         weights = {

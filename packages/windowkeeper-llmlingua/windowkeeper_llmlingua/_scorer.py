@@ -17,7 +17,7 @@ first call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -182,7 +182,11 @@ class CausalScorer:
     # ------------------------------------------------------------------------------- scoring
 
     def score(
-        self, texts: Sequence[str], question: str | Sequence[str], *, token_losses: bool = True
+        self,
+        texts: Sequence[str],
+        question: str | Sequence[str],
+        *,
+        token_losses: bool | Callable[[list[float]], Collection[int]] = True,
     ) -> list[ChunkScore]:
         """Score each text against its question (see the module notes); one entry per text.
 
@@ -192,7 +196,10 @@ class CausalScorer:
                 of several requests scored in the same batches). An empty question makes the
                 ranking uninformative (the likelihood of nothing).
             token_losses: Also compute every chunk token's loss (token-level compression); when
-                False only the question positions get logits (ranking only, cheaper).
+                False only the question positions get logits (ranking only, cheaper). A
+                function receives every text's question loss once the pass is done and returns
+                the texts that need token losses (the others, e.g. chunks a coarse stage drops,
+                get none: the vocabulary projection is the costly part after the pass).
         """
         import torch
 
@@ -230,6 +237,7 @@ class CausalScorer:
             q: torch.tensor(ids[prefix_len:], device=self._device) for q, ids in asked.items()
         }
         batch: list[int] = []
+        states: dict[int, tuple[Any, Any]] = {}  # window -> (hidden states, next tokens)
 
         def run(batch: list[int]) -> None:
             rows = [[start, *windows[w][2], *asked[questions[windows[w][0]]]] for w in batch]
@@ -244,18 +252,15 @@ class CausalScorer:
             with torch.inference_mode():
                 hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state
                 for i, w in enumerate(batch):
-                    t, first, chunk_ids = windows[w]
+                    t, _, chunk_ids = windows[w]
                     n = len(chunk_ids)
                     q_targets = targets_of[questions[t]]
                     q0 = 1 + n + prefix_len  # the first question token (after the prefix)
                     q_logits = lm_head(hidden[i, q0 - 1 : q0 - 1 + len(q_targets)]).float()
                     q_loss = torch.nn.functional.cross_entropy(q_logits, q_targets)
                     best[t] = min(best[t], float(q_loss))
-                    if token_losses and n:
-                        logits = lm_head(hidden[i, 0:n]).float()
-                        targets = ids[i, 1 : n + 1]
-                        loss = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-                        losses[t][first : first + n] = loss.cpu().numpy()
+                    if token_losses and n:  # kept until it is known whether they are needed
+                        states[w] = (hidden[i, 0:n].clone(), ids[i, 1 : n + 1].clone())
             self.forward_passes += 1
             self.tokens_scored += sum(len(r) for r in rows)
 
@@ -267,12 +272,25 @@ class CausalScorer:
             batch.append(w)
         if batch:
             run(batch)
+        wanted = set(range(len(texts)))
+        if callable(token_losses):
+            wanted = {int(t) for t in token_losses(list(best))}
+        with torch.inference_mode():
+            for w, (states_w, targets) in states.items():
+                t, first, chunk_ids = windows[w]
+                if t not in wanted:
+                    continue
+                logits = lm_head(states_w).float()
+                loss = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+                losses[t][first : first + len(chunk_ids)] = loss.cpu().numpy()
         out: list[ChunkScore] = []
         for t, offsets in enumerate(encoded["offset_mapping"]):
             out.append(
                 ChunkScore(
                     offsets=tuple((int(a), int(b)) for a, b in offsets),
-                    losses=losses[t] if token_losses else np.zeros(0, dtype=np.float32),
+                    losses=losses[t]
+                    if token_losses and t in wanted
+                    else np.zeros(0, dtype=np.float32),
                     question_loss=best[t],
                 )
             )
