@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from windowkeeper import Chunk, TokenCounter
@@ -329,28 +329,10 @@ class ChunkCompressor:
             if i not in texts:
                 out.append(self._dropped(i, item, before[i], rank[i], scores[i]))
                 continue
-            text, spans = texts[i], spans_of[i]
-            lost = missing_spans(spans, text)
-            reason = ""
-            if lost:
-                text, after[i] = item.text, before[i]
-                reason = f"protected span lost ({lost[0].kind} {lost[0].text!r}): original kept"
-                notes.append(f"chunk {i}: {reason}")
-            out.append(
-                CompressedChunk(
-                    index=i,
-                    chunk=_with_text(item, text),
-                    original=item,
-                    dropped=False,
-                    tokens_before=before[i],
-                    tokens_after=after[i],
-                    rank=rank[i],
-                    question_loss=scores[i].question_loss,
-                    protected=tuple(s.text for s in spans),
-                    fell_back=bool(lost),
-                    reason=reason,
-                )
-            )
+            entry = checked(i, item, texts[i], spans_of[i], before[i], after[i], rank[i])
+            out.append(replace(entry, question_loss=scores[i].question_loss))
+            if entry.fell_back:
+                notes.append(f"chunk {i}: {entry.reason}")
         sent = sum(c.tokens_after for c in out)
         if sent > target:
             notes.append(
@@ -502,6 +484,30 @@ class ChunkCompressor:
             tokens_after=used,
             seconds=time.perf_counter() - started,
         )
+
+
+def checked(
+    index: int, item: Chunk, text: str, spans: Sequence[Span], before: int, after: int, rank: int
+) -> CompressedChunk:
+    """A kept chunk whose protected spans are looked up in ``text``: one lost, the original."""
+    lost = missing_spans(spans, text)
+    reason = ""
+    if lost:
+        text, after = item.text, before
+        reason = f"protected span lost ({lost[0].kind} {lost[0].text!r}): original kept"
+    return CompressedChunk(
+        index=index,
+        chunk=_with_text(item, text),
+        original=item,
+        dropped=False,
+        tokens_before=before,
+        tokens_after=after,
+        rank=rank,
+        question_loss=math.nan,
+        protected=tuple(s.text for s in spans),
+        fell_back=bool(lost),
+        reason=reason,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,10 +35,11 @@ from windowkeeper_llmlingua._compressor import (
     CompressionResult,
     _check_rate,
     _with_text,
+    checked,
     prepare,
 )
 from windowkeeper_llmlingua._scorer import CausalScorer, shared_scorer
-from windowkeeper_llmlingua._spans import find_spans, missing_spans
+from windowkeeper_llmlingua._spans import find_spans
 
 __all__ = ["LegacyCacheModel", "UpstreamCompressor", "offline_prompt_compressor"]
 
@@ -262,27 +263,10 @@ class UpstreamCompressor:
             chunk_rate = min(1.0, max(0.05, target / kept_total * (1.0 + dynamic[i])))
             text = self._compress_one(upstream, item.text, question, chunk_rate)
             spans = find_spans(item.text, self.protect, defaults=self.default_spans)
-            lost = missing_spans(spans, text)
-            reason = ""
-            if lost:
-                text = item.text
-                reason = f"protected span lost ({lost[0].kind} {lost[0].text!r}): original kept"
-                notes.append(f"chunk {i}: {reason}")
-            out.append(
-                CompressedChunk(
-                    index=i,
-                    chunk=_with_text(item, text),
-                    original=item,
-                    dropped=False,
-                    tokens_before=before[i],
-                    tokens_after=self.counter.count(text),
-                    rank=r,
-                    question_loss=math.nan,
-                    protected=tuple(s.text for s in spans),
-                    fell_back=bool(lost),
-                    reason=reason,
-                )
-            )
+            entry = checked(i, item, text, spans, before[i], self.counter.count(text), r)
+            out.append(entry)
+            if entry.fell_back:
+                notes.append(f"chunk {i}: {entry.reason}")
         return CompressionResult(
             chunks=tuple(out),
             question=question,
