@@ -327,7 +327,16 @@ class ChunkCompressor:
         notes: list[str] = []
         for i, item in enumerate(items):
             if i not in texts:
-                out.append(self._dropped(i, item, before[i], rank[i], scores[i]))
+                out.append(
+                    dropped(
+                        i,
+                        item,
+                        before[i],
+                        rank[i],
+                        scores[i].question_loss,
+                        _coarse_reason(rank[i]),
+                    )
+                )
                 continue
             entry = checked(i, item, texts[i], spans_of[i], before[i], after[i], rank[i])
             out.append(replace(entry, question_loss=scores[i].question_loss))
@@ -429,20 +438,6 @@ class ChunkCompressor:
             seconds=time.perf_counter() - request.started,
         )
 
-    @staticmethod
-    def _dropped(i: int, item: Chunk, before: int, rank: int, score: ChunkScore) -> CompressedChunk:
-        return CompressedChunk(
-            index=i,
-            chunk=_with_text(item, ""),
-            original=item,
-            dropped=True,
-            tokens_before=before,
-            tokens_after=0,
-            rank=rank,
-            question_loss=score.question_loss,
-            reason=f"ranked {rank + 1} for the question: left out by the coarse stage",
-        )
-
     def _whole_chunks(
         self,
         items: list[Chunk],
@@ -473,7 +468,9 @@ class ChunkCompressor:
                 reason="kept whole",
             )
             if i in keep
-            else self._dropped(i, item, before[i], rank[i], scores[i])
+            else dropped(
+                i, item, before[i], rank[i], scores[i].question_loss, _coarse_reason(rank[i])
+            )
             for i, item in enumerate(items)
         )
         return CompressionResult(
@@ -484,6 +481,27 @@ class ChunkCompressor:
             tokens_after=used,
             seconds=time.perf_counter() - started,
         )
+
+
+def dropped(
+    index: int, item: Chunk, before: int, rank: int, question_loss: float, reason: str
+) -> CompressedChunk:
+    """A chunk the coarse stage left out (an empty text; identity, score and metadata kept)."""
+    return CompressedChunk(
+        index=index,
+        chunk=_with_text(item, ""),
+        original=item,
+        dropped=True,
+        tokens_before=before,
+        tokens_after=0,
+        rank=rank,
+        question_loss=question_loss,
+        reason=reason,
+    )
+
+
+def _coarse_reason(rank: int) -> str:
+    return f"ranked {rank + 1} for the question: left out by the coarse stage"
 
 
 def checked(

@@ -34,8 +34,8 @@ from windowkeeper_llmlingua._compressor import (
     CompressedChunk,
     CompressionResult,
     _check_rate,
-    _with_text,
     checked,
+    dropped,
     prepare,
 )
 from windowkeeper_llmlingua._scorer import CausalScorer, shared_scorer
@@ -231,7 +231,6 @@ class UpstreamCompressor:
                 context_budget="+100",
             )
             kept = list(used)
-            dynamic = [0.0] * len(items)
             for i, r in zip(used, ratios, strict=True):
                 dynamic[i] = r
         order = (
@@ -239,6 +238,7 @@ class UpstreamCompressor:
             if self.method == "longllmlingua" and upstream.context_idxs
             else kept
         )
+        upstream.context_idxs.clear()  # upstream appends one ranking per call and never drops it
         rank = {i: r for r, i in enumerate(order)}
         out: list[CompressedChunk] = []
         notes: list[str] = []
@@ -246,19 +246,8 @@ class UpstreamCompressor:
         for i, item in enumerate(items):
             r = rank.get(i, len(items) - 1)
             if i not in kept:
-                out.append(
-                    CompressedChunk(
-                        index=i,
-                        chunk=_with_text(item, ""),
-                        original=item,
-                        dropped=True,
-                        tokens_before=before[i],
-                        tokens_after=0,
-                        rank=r,
-                        question_loss=math.nan,
-                        reason=f"ranked {r + 1} by LongLLMLingua: left out by the coarse stage",
-                    )
-                )
+                reason = f"ranked {r + 1} by LongLLMLingua: left out by the coarse stage"
+                out.append(dropped(i, item, before[i], r, math.nan, reason))
                 continue
             chunk_rate = min(1.0, max(0.05, target / kept_total * (1.0 + dynamic[i])))
             text = self._compress_one(upstream, item.text, question, chunk_rate)
