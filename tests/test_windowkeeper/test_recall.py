@@ -405,6 +405,45 @@ def test_recall_index_background_and_sync_give_the_same_results() -> None:
     assert results[0] == results[1]
 
 
+def test_words_are_indexed_off_the_request_path_and_a_search_never_misses_them() -> None:
+    """The worker indexes added units; a search the worker has not caught up with indexes them."""
+    for embedder in (None, HashEmbedder()):
+        index = RecallIndex(embedder=embedder)
+        held, entered = threading.Event(), threading.Event()
+
+        def hold(entered: threading.Event = entered, held: threading.Event = held) -> None:
+            entered.set()
+            held.wait(5)
+
+        index.prepare_with(hold)  # the worker stops before it indexes anything
+        units = units_of(["my cat is called Pixel", "the build is green", "lunch at noon"])
+        for unit in units:
+            index.add(unit)
+        assert entered.wait(5)
+        assert index._lexical.doc_ids().tolist() == []  # nothing indexed on the request path
+        found = index.search("what is my cat called", k=1)  # the caller indexes what is missing
+        held.set()
+        assert [i for i, _ in found] == [0]
+        assert len(index) == 3
+        index.flush()
+        assert len(index._lexical) == 3  # each unit indexed once, by whoever came first
+        index.close()
+
+
+def test_flush_waits_for_the_words_and_the_owners_lines() -> None:
+    memory = TurnRecall(COUNTER, embedder=None, recent_units=1)
+    for i in range(30):
+        memory.add(turn(f"question {i} about topic{i}", f"answer {i}"))
+    memory.flush()
+    assert memory.index._unindexed == []
+    assert len(memory.index._lexical) == 30
+    assert len(memory._lines) == 30  # rendered and counted by the worker, before any view
+    assert memory._line_tokens == [COUNTER.count(line) for line in memory._lines]
+    view = memory.view("what about topic7", budget=400)
+    assert 7 in [u.index for u in view.recalled]
+    memory.close()
+
+
 def test_an_idle_worker_ends_and_a_new_add_restarts_it(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 

@@ -133,8 +133,9 @@ class RecallSettings:
     stemming: bool = True
     """Light English stemming for BM25 (plural and -ing/-ed endings)."""
     background: bool = True
-    """Embed added units on a worker thread owned by the index, off the request path. A search
-    waits for the units it could return, so results never depend on timing."""
+    """Index added units (their words, and their vectors) on a worker thread owned by the index,
+    off the request path. A search first indexes the words of any unit the worker has not reached
+    and waits for the vectors it could return, so results never depend on timing."""
 
     def __post_init__(self) -> None:
         if self.fusion not in ("score", "rrf"):
@@ -226,7 +227,9 @@ class RecallIndex:
         self._lock = threading.RLock()
         self._done = threading.Condition(self._lock)
         self._last = -1  # the newest unit index indexed
-        self._pending: dict[int, str] = {}  # unit index -> text waiting for its vector
+        self._pending: dict[int, str | None] = {}  # unit index -> text waiting for its vector
+        self._unindexed: list[Unit] = []  # added, words not indexed yet (turn order)
+        self._prepare: Callable[[], None] | None = None
         self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -241,10 +244,14 @@ class RecallIndex:
         :meth:`load`; searches never raise it."""
 
     def __len__(self) -> int:
-        return len(self._lexical)
+        with self._lock:
+            self._index_words()
+            return len(self._lexical)
 
     def __contains__(self, index: object) -> bool:
-        return index in self._lexical
+        with self._lock:
+            self._index_words()
+            return index in self._lexical
 
     @property
     def model_id(self) -> str | None:
@@ -253,7 +260,7 @@ class RecallIndex:
 
     # --------------------------------------------------------------------------------- adding
 
-    def _check(self, unit: Unit, after: int) -> str:
+    def _check(self, unit: Unit, after: int) -> None:
         if not isinstance(unit, Unit):
             raise InvalidConfigError(f"unit must be a Unit; got {type(unit).__name__}")
         session = unit.session_id or DEFAULT_SESSION
@@ -267,7 +274,6 @@ class RecallIndex:
                 f"unit.index must be greater than {after} (units are indexed in turn order, "
                 f"each once); got {unit.index!r}"
             )
-        return render_unit(unit)
 
     def load(self, units: Sequence[Unit]) -> int:
         """Index stored units at startup: saved vectors are reused, missing ones embedded.
@@ -282,7 +288,8 @@ class RecallIndex:
             texts: dict[int, str] = {}
             last = self._last
             for unit in sorted(units, key=lambda u: u.index):
-                texts[unit.index] = self._check(unit, last)
+                self._check(unit, last)
+                texts[unit.index] = render_unit(unit)
                 last = unit.index
             if not texts:
                 return 0
@@ -312,21 +319,25 @@ class RecallIndex:
             return len(missing)
 
     def add(self, unit: Unit) -> None:
-        """Index one new unit: its words at once, its vector now or on the worker thread."""
+        """Index one new unit: its words and its vector, on the worker thread.
+
+        Without ``settings.background``, both are indexed now.
+        """
         with self._lock:
-            text = self._check(unit, self._last)
+            self._check(unit, self._last)
             self._last = unit.index
-            terms = self._lexical.terms(text)
-            self._lexical.add_terms(unit.index, terms)
-            self._newest_terms = (unit, terms)  # the next query's context turn, usually
-            if self._vectors is None:
-                return
+            self._unindexed.append(unit)
+            if self._vectors is not None:
+                self._pending[unit.index] = None  # its text is rendered with its words
             if not self.settings.background:
-                vector = self._embed([text])
-                self._vectors.add([unit.index], vector)
-                self._persist([unit.index], vector)
+                self._index_words()
+                if self._vectors is not None:
+                    text = self._pending.pop(unit.index)
+                    assert text is not None
+                    vector = self._embed([text])
+                    self._vectors.add([unit.index], vector)
+                    self._persist([unit.index], vector)
                 return
-            self._pending[unit.index] = text
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
                     target=self._work, name=f"windowkeeper-recall-{self.session_id}", daemon=True
@@ -335,6 +346,28 @@ class RecallIndex:
                 _watch_at_exit(self)
             self._queue.put(unit.index)  # under the lock: vectors are added in turn order
 
+    def prepare_with(self, prepare: Callable[[], None] | None) -> None:
+        """Have the worker call ``prepare()`` before each batch it indexes (no lock held).
+
+        The owner's own per-unit work (e.g. rendering its recall lines) then also happens off the
+        request path. ``prepare`` must not wait on this index.
+        """
+        self._prepare = prepare
+
+    def _index_words(self) -> None:
+        """Index the words of every added unit not indexed yet (under the lock), in turn order."""
+        if not self._unindexed:
+            return
+        batch, self._unindexed = self._unindexed, []
+        vectors = self._vectors is not None
+        for unit in batch:
+            text = render_unit(unit)
+            terms = self._lexical.terms(text)
+            self._lexical.add_terms(unit.index, terms)
+            self._newest_terms = (unit, terms)  # the next query's context turn, usually
+            if vectors and unit.index in self._pending:
+                self._pending[unit.index] = text
+
     def flush(self) -> None:
         """Wait until every added unit has its vector (and it is saved).
 
@@ -342,7 +375,7 @@ class RecallIndex:
             Exception: What the embedder or the store raised on the worker thread since the last
                 flush (see also :attr:`last_error`).
         """
-        self._wait(lambda: not self._pending, raise_error=True)
+        self._wait(lambda: not self._pending and not self._unindexed, raise_error=True)
 
     def close(self) -> None:
         """Finish pending work and stop the worker thread now (the index stays usable).
@@ -365,6 +398,7 @@ class RecallIndex:
                     break
                 if item is not None:
                     dropped.append(item)
+            self._index_words()  # cheap, and a search finds every added unit by its words
             for i in dropped:  # not embedded, not saved: the next load embeds them
                 self._pending.pop(i, None)
             if worker is not None:
@@ -406,8 +440,21 @@ class RecallIndex:
                     self._queue.put(None)
                     break
                 batch.append(more)
-            with self._lock:
-                texts = [self._pending[i] for i in batch]
+            prepare = self._prepare
+            if prepare is not None:
+                try:
+                    prepare()
+                except BaseException as exc:  # the owner repeats it on the request path
+                    self.last_error = exc
+            with self._done:
+                self._index_words()
+                if self._vectors is None:
+                    self._done.notify_all()
+                    continue
+                batch = [i for i in batch if i in self._pending]
+                texts = [text for i in batch if (text := self._pending[i]) is not None]
+            if not batch:
+                continue
             try:
                 vectors = self._embed(texts)
                 assert self._vectors is not None
@@ -494,6 +541,8 @@ class RecallIndex:
         import numpy as np
 
         s = self.settings
+        with self._lock:
+            self._index_words()  # what the worker has not reached yet: results never depend on it
         weights: dict[str, float] = dict(Counter(self._lexical.terms(query)))
         context_text = ""
         if context is not None and s.context_weight > 0:
@@ -509,6 +558,7 @@ class RecallIndex:
                     lambda: not any(i not in exclude for i in self._pending), raise_error=False
                 )
         with self._lock:
+            self._index_words()
             ids = self._lexical.doc_ids()
             if len(ids) == 0 or k <= 0:
                 return []
@@ -703,6 +753,7 @@ class TurnRecall(StoredMemory):
             settings=settings,
         )
         self.index.load(self._units)
+        self._lines_lock = threading.Lock()  # taken alone, or inside self._lock: never the reverse
         self._lines: list[str] = []  # recalled_line of each unit, by unit index
         self._line_tokens: list[int] = []
         self._min_line = 1  # the cheapest line so far (a selection stops below it)
@@ -710,9 +761,10 @@ class TurnRecall(StoredMemory):
         self._frame = counter.count_message(recalled_message([]))
         self._additive = lines_add_up(counter)
         self._prepare_lines(len(self._units))
+        # the index's worker renders and counts the lines of new units, off the request path
+        self.index.prepare_with(lambda: self._prepare_lines(len(self._units)))
 
     def _on_add(self, unit: Unit) -> None:
-        self._prepare_lines(unit.index + 1)  # before the index starts its embedding thread
         self.index.add(unit)
 
     def flush(self) -> None:
@@ -840,8 +892,12 @@ class TurnRecall(StoredMemory):
         return tokens
 
     def _prepare_lines(self, n: int) -> None:
-        """Render and count the block lines of units ``[.., n)`` not done yet (one batch)."""
-        with self._lock:
+        """Render and count the block lines of units ``[.., n)`` not done yet (one batch).
+
+        Stored units never change and are only appended, so this needs only its own lock (the
+        index's worker calls it with no other lock held).
+        """
+        with self._lines_lock:
             done = len(self._lines)
             if done >= n:
                 return
