@@ -700,3 +700,38 @@ def test_no_usage_no_calibration(middlewares: list[WindowkeeperMiddleware]) -> N
     out = agent.invoke({"messages": [HumanMessage("hi")]})
     assert out["windowkeeper"]["reported_input_tokens"] is None
     assert middleware.engine.counter.calibration.stats().observations == 0
+
+
+def test_a_compressor_shortens_older_tool_results_and_never_the_user_message() -> None:
+    """``compress_zones=("history",)``: earlier turns' tool results compressed in the request."""
+    from tests.test_windowkeeper.test_assembler_compressor import RateCompressor
+
+    fake = RateCompressor()
+    model = RecordingChatModel()
+    middleware = WindowkeeperMiddleware(
+        "gpt-4o", memory="window", compressor=fake, compress_zones=("rag", "history")
+    )
+    agent = create_agent(
+        model,
+        tools=[lookup_order, search_policies],
+        system_prompt=SYSTEM,
+        middleware=[middleware],
+        checkpointer=InMemorySaver(),
+    )
+    asks = [f"Where is order A-{i}, and what is the refund policy?" for i in range(3)]
+    for ask in asks:
+        out = agent.invoke({"messages": [HumanMessage(ask)]}, config("squeeze"))
+    final = model.requests[-1]
+    results = [m for m in final if isinstance(m, ToolMessage)]
+    whole = {lookup_order.invoke({"query": "first"}), search_policies.invoke({"query": "second"})}
+    assert len(results) == 6  # three turns of two calls: every call keeps its result
+    assert all(m.text in whole for m in results[2:])  # the newest turns: whole
+    assert all(m.text not in whole for m in results[:2])  # the first turn's: compressed
+    assert all(0 < CORE.count(m.text) < CORE.count(next(iter(whole))) for m in results[:2])
+    assert [m.content for m in final if isinstance(m, HumanMessage)] == asks  # never touched
+    assert fake.calls  # the compressor ran with the user's question
+    assert all(call[0] in asks for call in fake.calls)
+    kept = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert all(m.text in whole for m in kept)  # the checkpointed thread keeps them whole
+    with pytest.raises(InvalidConfigError, match=r"compress_zones must be .*got \['tools'\]"):
+        WindowkeeperMiddleware(compress_zones=["tools"])  # checked at once, not on a first call

@@ -57,6 +57,7 @@ from llama_index.memory.windowkeeper import (
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from windowkeeper import (
     Budget,
+    BudgetExceededError,
     InvalidConfigError,
     InvalidMessageError,
     TokenCounter,
@@ -892,3 +893,33 @@ async def test_budgeted_llm_feeds_provider_usage_to_calibration() -> None:
     assert llm.last_report is not None
     assert llm.last_report.prompt_tokens == tokens(rec.requests[-1])
     assert COUNTER.calibration.stats().observations == 0  # nothing shared with other counters
+
+
+def test_budgeted_llm_compresses_an_oversized_system_prompt_when_allowed() -> None:
+    """``compress_zones=("system",)``: the request fits instead of failing; the user's text stays."""
+    from tests.test_windowkeeper.test_assembler_compressor import RateCompressor
+
+    long_system = SYSTEM_PROMPT + " Always be polite, precise and brief in every answer." * 150
+    request = [
+        ChatMessage(role=MessageRole.SYSTEM, content=long_system),
+        ChatMessage(role=MessageRole.USER, content="Where is order A-12345?"),
+    ]
+    small = Budget(context_window=1200, generation_reserve=200)
+    with pytest.raises(BudgetExceededError):
+        BudgetedLLM(llm=RecordingLLM(), budget=small).chat(request)
+    fake = RateCompressor()
+    rec = RecordingLLM()
+    llm = BudgetedLLM(llm=rec, budget=small, compressor=fake, compress_zones=("system",))
+    for _ in range(2):
+        llm.chat(request)
+    sent = rec.requests[-1]
+    assert sent[0].role == MessageRole.SYSTEM
+    assert sent[0].content != long_system
+    assert sent[1] is request[1]  # the user's message: the very object passed in
+    assert tokens(sent, []) <= 1000
+    assert rec.requests[0][0].content == sent[0].content  # cached: a byte-stable prefix
+    assert len(fake.calls) == 1
+    with pytest.raises(InvalidConfigError, match="compress_zones must be a collection of"):
+        BudgetedLLM(llm=rec, compressor=fake, compress_zones=("user",))
+    with pytest.raises(InvalidConfigError, match="compressor must have compress"):
+        BudgetedLLM(llm=rec, compressor=object())

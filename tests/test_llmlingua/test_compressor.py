@@ -114,6 +114,18 @@ def test_a_chunk_longer_than_the_scorer_window(tiny_model: Path) -> None:
     assert 0 < result.chunks[0].tokens_after < result.chunks[0].tokens_before
 
 
+def test_windows_never_exceed_the_models_positions(tiny_model: Path) -> None:
+    """The tiny model takes 512 positions: a 512-token window plus the question would not fit."""
+    scorer = CausalScorer(tiny_model, device="cpu", dtype="float32", max_window=512)
+    long = " ".join(PROSE * 12)
+    n = len(scorer.tokenizer(long, add_special_tokens=False)["input_ids"])
+    assert n > 512
+    question = "Where do the kettles ship from, and how long does a refund take? " * 4
+    scores = scorer.score([long], question)
+    assert len(scores[0].losses) == n
+    assert np.isfinite(scores[0].question_loss)
+
+
 def test_ranking_only_mode_keeps_or_drops_whole_chunks(tiny_model: Path) -> None:
     scorer = CausalScorer(tiny_model, device="cpu", dtype="float32")
     compressor = ChunkCompressor(scorer, counter=COUNTER, mode="chunks")

@@ -130,3 +130,46 @@ def test_llama_index_query_engine_with_the_compressing_postprocessor(
     assert all("windowkeeper_compressed" not in n.node.metadata for n in nodes)
     with pytest.raises(InvalidConfigError, match="compressor must have compress"):
         TokenBudgetPostprocessor(max_tokens=10, compressor=object())
+
+
+def test_the_assembler_compresses_history_tool_results_keeping_their_ids_and_numbers(
+    compressor: ChunkCompressor,
+) -> None:
+    """The zones a user allows: older tool results compressed, protected spans intact."""
+    from windowkeeper import Budget, ContextAssembler
+
+    record = (
+        "Order A-48213 for the customer in Lyon: shipped on 2025-03-17 from the Lyon depot "
+        "by DHL, tracking 1Z999AA10123456784, weight 3.5 kg, value USD 1,234.50; the parcel "
+        "was delayed at the depot because the label was damaged and had to be printed again. "
+    ) * 3
+    history: list[dict[str, Any]] = []
+    for i in range(2):
+        history += [
+            {"role": "user", "content": f"Where is my order, attempt {i}?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": f"c{i}",
+                        "type": "function",
+                        "function": {"name": "lookup", "arguments": '{"order": "A-48213"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": f"c{i}", "content": record},
+            {"role": "assistant", "content": "It is on its way."},
+        ]
+    budget = Budget(context_window=8_000, generation_reserve=500)
+    user = "When did order A-48213 ship?"
+    out = ContextAssembler(
+        COUNTER, budget, compressor=compressor, compress_zones=("rag", "history")
+    ).assemble(user, history=history)
+    results = [m for m in out.messages if m.role == "tool"]
+    assert [m.tool_call_id for m in results] == ["c0", "c1"]
+    assert results[1].text == record  # the newest turn's result is never compressed
+    older = results[0].text
+    assert COUNTER.count(older) < COUNTER.count(record)
+    for span in find_spans(record):
+        assert span.text in older  # IDs, dates, amounts and the tracking number verbatim
+    assert out.messages[-1].text == user

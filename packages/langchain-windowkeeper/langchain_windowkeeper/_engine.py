@@ -19,6 +19,7 @@ from windowkeeper import (
     Assembled,
     Budget,
     ChatSummarizer,
+    Compressor,
     ContextAssembler,
     ContextEditor,
     ConversationStore,
@@ -36,7 +37,7 @@ from windowkeeper import (
     UtilizationMonitor,
     build_memory,
 )
-from windowkeeper.adapters import ConvertedUnits
+from windowkeeper.adapters import ConvertedUnits, check_compress_zones, check_compressor
 from windowkeeper.memory import Summarizer
 
 from langchain_windowkeeper._convert import to_core, to_core_messages, to_langchain
@@ -109,7 +110,11 @@ class Engine:
         max_utilization: float | None,
         memory_options: Mapping[str, Any],
         keep_tool_results: int | None = None,
+        compressor: Compressor | None = None,
+        compress_zones: Sequence[str] = ("rag",),
     ) -> None:
+        self.compressor = check_compressor(compressor)
+        self.compress_zones = check_compress_zones(compress_zones)
         if budget is not None and not isinstance(budget, Budget):
             raise InvalidConfigError(
                 f"budget must be a Budget or None; got {type(budget).__name__}"
@@ -191,6 +196,8 @@ class Engine:
                     if self.keep_tool_results is not None
                     else None
                 ),
+                compressor=self.compressor,
+                compress_zones=tuple(self.compress_zones),
             )
             return self._assembler
 

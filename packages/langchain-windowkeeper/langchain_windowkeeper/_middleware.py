@@ -26,6 +26,7 @@ from langgraph.types import Command
 from windowkeeper import (
     Assembled,
     Budget,
+    Compressor,
     ConversationStore,
     Embedder,
     InvalidConfigError,
@@ -91,6 +92,12 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
         keep_tool_results: Context editing of the shown history: tool results older than this
             many newest ones become placeholders (and earlier reasoning is dropped), in the request
             only, never in the store. ``None`` (default): the history as the memory shows it.
+        compressor: A :class:`~windowkeeper.Compressor` (``windowkeeper-llmlingua``'s
+            ``ChunkCompressor``) for the zones ``compress_zones`` allows: ``"system"`` (a system
+            prompt that does not fit is compressed, cached, the prefix stable) and ``"history"``
+            (the shown history's older tool results, for the user's question). The user's
+            message is never compressed.
+        compress_zones: Where the compressor may work (default ``("rag",)``).
         session_id: The conversation id when the run has no ``thread_id``.
         **memory_options: Passed to the memory (``recent_units=``, ``summary_tokens=``, ...).
 
@@ -120,6 +127,8 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
         tool_selector: ToolSelector | None = None,
         max_utilization: float | None = None,
         keep_tool_results: int | None = None,
+        compressor: Compressor | None = None,
+        compress_zones: Sequence[str] = ("rag",),
         session_id: str = "default",
         **memory_options: Any,
     ) -> None:
@@ -139,6 +148,8 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
             max_utilization=max_utilization,
             memory_options=memory_options,
             keep_tool_results=keep_tool_results,
+            compressor=compressor,
+            compress_zones=compress_zones,
         )
         self.session_id = session_id
         self._tool_cache: dict[int, tuple[Any, dict[str, Any] | None]] = {}

@@ -212,19 +212,25 @@ class CausalScorer:
                 f"question must be a str or one per text; got {len(questions)} for {len(texts)} texts"
             )
         prefix_len = len(tokenizer(QUESTION_PREFIX, add_special_tokens=False)["input_ids"])
+        # a row is <start> + window + question: it must fit the model's positions
+        positions = _positions(model)
+        room = min(self.max_window, positions // 2) if positions else self.max_window
         asked: dict[str, list[int]] = {}
         for q in questions:
             if q not in asked:
                 ids = tokenizer(QUESTION_PREFIX + q, add_special_tokens=False)["input_ids"]
-                asked[q] = ids[: max(self.max_window // 2, prefix_len + 1)]
+                asked[q] = ids[: max(room // 2, prefix_len + 1)]
+        size = self.max_window
+        if positions:
+            size = max(1, min(size, positions - 1 - max(len(a) for a in asked.values())))
         encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
         windows: list[tuple[int, int, list[int]]] = []  # (text, first token, ids)
         for t, ids in enumerate(encoded["input_ids"]):
             if not ids:
                 windows.append((t, 0, []))
                 continue
-            for first in range(0, len(ids), self.max_window):
-                windows.append((t, first, ids[first : first + self.max_window]))
+            for first in range(0, len(ids), size):
+                windows.append((t, first, ids[first : first + size]))
         losses = [np.zeros(len(ids), dtype=np.float32) for ids in encoded["input_ids"]]
         best = [float("inf")] * len(texts)
         order = sorted(
@@ -316,3 +322,13 @@ def shared_scorer() -> CausalScorer:
         if _SHARED is None:
             _SHARED = CausalScorer()
         return _SHARED
+
+
+def _positions(model: Any) -> int | None:
+    """The most positions ``model`` takes (``None`` when its config does not say)."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
@@ -13,6 +13,7 @@ from windowkeeper._messages import (
     SYSTEM_ROLES,
     Message,
     Role,
+    TextPart,
     as_message,
     as_messages,
     messages_to_openai,
@@ -33,6 +34,10 @@ __all__ = ["Assembled", "Chunk", "ChunkOrder", "ContextAssembler", "chunks_from"
 _T = TypeVar("_T")
 
 ChunkOrder = Literal["ascending", "edges"]
+
+COMPRESSIBLE_ZONES = ("rag", "system", "history")
+"""The zones a compressor may work in (``ContextAssembler(compress_zones=...)``): never the user's
+message, never tool schemas (their JSON must stay whole)."""
 """``ascending``: weakest chunk first, the best right before the user message. ``edges``: the best
 next to the user message and the second best first, the weakest in the middle."""
 
@@ -118,6 +123,16 @@ class ContextAssembler:
             agent's long tool loop), clear the turn's older tool results, oldest first, with
             :meth:`ContextEditor.fit_turn` (default ``True``). The user's message and the
             results the model is about to read are never cleared.
+        compressor: Shortens text for a question (``windowkeeper-llmlingua``'s
+            ``ChunkCompressor``, or any :class:`~windowkeeper.Compressor`); used in the zones
+            ``compress_zones`` allows. ``None`` (default): nothing is compressed.
+        compress_zones: Where the compressor may work (default ``("rag",)``):
+            ``"rag"``: retrieved chunks that do not fit the rag zone are compressed to fit it;
+            ``"system"``: a system prompt over its zone limit, or one that keeps the request
+            from fitting at all, is compressed to fit (question-blind and cached, so the prefix
+            stays byte-stable); ``"history"``: the tool results of the shown history, except
+            the newest turn's, are compressed at the compressor's own rate for the question
+            (their calls and ids untouched). The user's message is never compressed.
 
     Example:
         >>> asm = ContextAssembler(TokenCounter("gpt-4o"), Budget(context_window=400, generation_reserve=100))
@@ -145,6 +160,7 @@ class ContextAssembler:
         clear_turn_results: bool = True,
         editor: ContextEditor | None = None,
         compressor: Compressor | None = None,
+        compress_zones: Sequence[str] = ("rag",),
     ) -> None:
         from windowkeeper._compression import check_compressor
 
@@ -182,6 +198,8 @@ class ContextAssembler:
             )
         self.editor = editor
         self.compressor = check_compressor(compressor)
+        self.compress_zones = check_compress_zones(compress_zones)
+        self._system_cache: dict[tuple[tuple[str, ...], int], tuple[str, ...]] = {}
 
     @property
     def prompt_limit(self) -> int:
@@ -277,6 +295,15 @@ class ContextAssembler:
                     dropped.extend(cleared)
                     base_msgs = [*system_msgs, *current]
                     base = counter.count_messages(base_msgs)
+        if self.compressor is not None and "system" in self.compress_zones and system_msgs:
+            ours = counter.count_zones_of(base_msgs, system=len(system_msgs))["system"]
+            target = min(limits.get("system", ours), ours - max(base - limit, 0))
+            if target < ours:
+                system_msgs, squeezed = self._compress_system(system_msgs, ours, target)
+                if squeezed:
+                    dropped.extend(squeezed)
+                    base_msgs = [*system_msgs, *current]
+                    base = counter.count_messages(base_msgs)
         if base > limit:
             raise BudgetExceededError(
                 required=base + reserve,
@@ -299,7 +326,16 @@ class ContextAssembler:
                     required=fixed[zone],
                     limit=limits[zone],
                     zone=zone,
-                    detail="this zone is never shortened",
+                    detail="even compressed"
+                    if zone == "system"
+                    and self.compressor is not None
+                    and "system" in self.compress_zones
+                    else "this zone is never shortened"
+                    + (
+                        " (a compressor with compress_zones including 'system' may compress it)"
+                        if zone == "system"
+                        else ""
+                    ),
                 )
 
         space = limit - base
@@ -341,6 +377,9 @@ class ContextAssembler:
         for _ in range(3):
             view = self._view(memory, history_units, query_text, history_limit)
             shown, edits = self._edited(view)
+            if self.compressor is not None and "history" in self.compress_zones:
+                shown, compressed_results = self._compress_history(shown, view, query_text)
+                edits = (*edits, *compressed_results)
             messages = (
                 *system_msgs,
                 *shown,
@@ -413,6 +452,115 @@ class ContextAssembler:
                 )
         return kept, report
 
+    def _compress_system(
+        self, system: list[Message], zone: int, target: int
+    ) -> tuple[list[Message], list[Dropped]]:
+        """The system messages compressed so the system zone (``zone`` tokens) counts ``target``.
+
+        Only text-only messages are compressed, for no question (the prefix must not change from
+        one request to the next), and the result is cached per text and target. A message the
+        compressor would drop whole is kept as it is.
+        """
+        assert self.compressor is not None
+        counter = self.counter
+        texts = [m.text if all(isinstance(p, TextPart) for p in m.parts) else None for m in system]
+        listed = [t for t in texts if t]
+        if not listed:
+            return system, []
+        text_tokens = [counter.count(t) for t in listed]
+        goal = target - (zone - sum(text_tokens))
+        if goal <= 0:
+            return system, []
+        key = (tuple(listed), goal)
+        out = self._system_cache.get(key)
+        if out is None:
+            outcome = self.compressor.compress(
+                [Chunk(text=t, score=1.0, id=f"system {i}") for i, t in enumerate(listed)],
+                "",
+                target_tokens=goal,
+            )
+            out = tuple(e.original.text if e.dropped else e.chunk.text for e in outcome.chunks)
+            if len(self._system_cache) >= 16:
+                self._system_cache.pop(next(iter(self._system_cache)))
+            self._system_cache[key] = out
+        report: list[Dropped] = []
+        messages: list[Message] = []
+        at = 0
+        for m, text in zip(system, texts, strict=True):
+            if not text:
+                messages.append(m)
+                continue
+            new, before = out[at], text_tokens[at]
+            at += 1
+            after = counter.count(new)
+            if after >= before:
+                messages.append(m)
+                continue
+            messages.append(replace(m, content=(TextPart(text=new),)))
+            report.append(
+                Dropped(
+                    zone="system",
+                    what=f"system message {at - 1} (compressed)",
+                    tokens=before - after,
+                    reason=f"compressed from {before} to {after} tokens",
+                )
+            )
+        return messages, report
+
+    def _compress_history(
+        self, shown: list[Message], view: MemoryView, question: str
+    ) -> tuple[list[Message], tuple[Dropped, ...]]:
+        """The shown history with its tool results (not the newest turn's) compressed.
+
+        The compressor works at its own rate, for ``question``. A result it drops whole becomes
+        the same placeholder a :class:`ContextEditor` leaves, so every call keeps its result.
+        """
+        assert self.compressor is not None
+        newest = {id(m) for m in view.recent[-1].messages} if view.recent else set()
+        at = [
+            i
+            for i, m in enumerate(shown)
+            if m.role == "tool"
+            and id(m) not in newest
+            and m.parts
+            and all(isinstance(p, TextPart) for p in m.parts)
+            and not m.text.startswith("[tool result cleared")
+        ]
+        if not at:
+            return shown, ()
+        outcome = self.compressor.compress(
+            [Chunk(text=shown[i].text, score=1.0, id=shown[i].tool_call_id) for i in at],
+            question,
+        )
+        names = {c.id: c.name for m in shown for c in m.tool_calls if c.id}
+        editor = ContextEditor(self.counter)
+        out = list(shown)
+        report: list[Dropped] = []
+        for i, entry in zip(at, outcome.chunks, strict=True):
+            m = shown[i]
+            if entry.dropped:
+                note = editor._placeholder(m, names, None)
+                if note is None:
+                    continue
+                text, saved = note[0], note[1] - self.counter.count(note[0])
+            else:
+                text = entry.chunk.text
+                saved = entry.tokens_before - entry.tokens_after
+            if saved <= 0:
+                continue
+            out[i] = replace(m, content=(TextPart(text=text),))
+            report.append(
+                Dropped(
+                    zone="history",
+                    what=f"tool result {m.tool_call_id} (compressed)",
+                    tokens=saved,
+                    reason="dropped by the compressor"
+                    if entry.dropped
+                    else f"compressed from {entry.tokens_before} to {entry.tokens_after} tokens",
+                )
+            )
+        return out, tuple(report)
+
     def fit_chunks(
         self, chunks: Sequence[Chunk | tuple[str, float]], limit: int
     ) -> tuple[list[Chunk], list[Message], int, list[Dropped]]:
@@ -471,6 +619,19 @@ class ContextAssembler:
             dropped=tuple(older_dropped(history, costs, cut)),
             tokens=sum(costs[cut:]),
         )
+
+
+def check_compress_zones(zones: object) -> frozenset[str]:
+    """``zones`` as a set when each is one of :data:`COMPRESSIBLE_ZONES`, else a typed error."""
+    if (
+        isinstance(zones, str)
+        or not isinstance(zones, Sequence | set | frozenset)
+        or not all(z in COMPRESSIBLE_ZONES for z in zones)
+    ):
+        raise InvalidConfigError(
+            f"compress_zones must be a collection of {list(COMPRESSIBLE_ZONES)}; got {zones!r}"
+        )
+    return frozenset(zones)
 
 
 def chunks_from(

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from windowkeeper._assembler import check_compress_zones
 from windowkeeper._compression import check_compressor
 from windowkeeper._messages import ContentPart, Message, TextPart
 from windowkeeper._units import Unit
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ConvertedUnits",
     "PairEmbedder",
+    "check_compress_zones",
     "check_compressor",
     "convert_each",
     "document_vectors",

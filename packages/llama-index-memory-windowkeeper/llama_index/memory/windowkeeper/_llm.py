@@ -13,6 +13,7 @@ from windowkeeper import (
     TokenCounter,
     split_system,
 )
+from windowkeeper.adapters import check_compress_zones, check_compressor
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -53,6 +54,11 @@ class BudgetedLLM(FunctionCallingLLM):
         llm: The LLM to wrap (a ``FunctionCallingLLM`` for agents with tools).
         model: Model profile to count with.
         budget: Window, reserve and zone limits (default: ``Budget.for_model(model)``).
+        compressor: A :class:`~windowkeeper.Compressor` (``windowkeeper-llmlingua``'s
+            ``ChunkCompressor``) for the zones ``compress_zones`` allows: ``"system"`` (a system
+            prompt that does not fit is compressed, cached, the prefix stable) and ``"history"``
+            (earlier turns' tool results, for the user's question). The user's message never is.
+        compress_zones: Where the compressor may work (default ``("rag",)``).
 
     Example:
         >>> from llama_index.core.llms import MockLLM
@@ -65,6 +71,15 @@ class BudgetedLLM(FunctionCallingLLM):
     llm: LLM = Field(description="The wrapped LLM.")
     model: str = Field(default="gpt-4o", description="Model profile to count with.")
     budget: Budget | None = Field(default=None, exclude=True)
+    compressor: Any = Field(
+        default=None,
+        exclude=True,
+        description="A windowkeeper Compressor for the zones compress_zones allows.",
+    )
+    compress_zones: tuple[str, ...] = Field(
+        default=("rag",),
+        description="Where the compressor may work: 'rag', 'system', 'history'.",
+    )
 
     _assembler: ContextAssembler = PrivateAttr()
     _last: Assembled | None = PrivateAttr(default=None)
@@ -78,12 +93,17 @@ class BudgetedLLM(FunctionCallingLLM):
             raise InvalidConfigError(
                 f"budget must be a Budget or None; got {type(budget).__name__}"
             )
+        check_compressor(data.get("compressor"))
+        check_compress_zones(data.get("compress_zones", ("rag",)))
         super().__init__(**data)
 
     def model_post_init(self, context: Any, /) -> None:
         counter = TokenCounter(self.model)
         self._assembler = ContextAssembler(
-            counter, self.budget or Budget.for_model(counter.profile)
+            counter,
+            self.budget or Budget.for_model(counter.profile),
+            compressor=self.compressor,
+            compress_zones=self.compress_zones,
         )
 
     @classmethod
