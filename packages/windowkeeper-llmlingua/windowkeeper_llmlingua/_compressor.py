@@ -110,7 +110,58 @@ def _as_chunks(chunks: Sequence[Chunk | str]) -> list[Chunk]:
     return out
 
 
-class ChunkCompressor:
+class _CompressorBase:
+    """What both compressors share: the counter, the default rate, the protected spans."""
+
+    counter: TokenCounter
+    rate: float
+    protect: tuple[str | re.Pattern[str], ...]
+    default_spans: bool
+
+    def _settings(
+        self,
+        counter: TokenCounter | str,
+        rate: float,
+        protect: Sequence[str | re.Pattern[str]],
+        default_spans: bool,
+    ) -> None:
+        self.counter = counter if isinstance(counter, TokenCounter) else TokenCounter(counter)
+        self.rate = _check_rate(rate)
+        if isinstance(protect, str):
+            raise InvalidConfigError("protect must be a sequence of patterns, not one str")
+        find_spans("", protect)  # typed errors for bad patterns now, not at the first call
+        self.protect = tuple(protect)
+        self.default_spans = bool(default_spans)
+
+    @staticmethod
+    def _unchanged(request: Request) -> CompressionResult:
+        """Every chunk as it is (the chunks fit the target already)."""
+        before = request.before
+        out = tuple(
+            CompressedChunk(
+                index=i,
+                chunk=c,
+                original=c,
+                dropped=False,
+                tokens_before=before[i],
+                tokens_after=before[i],
+                rank=i,
+                question_loss=math.nan,
+                reason="within the target: sent as it is",
+            )
+            for i, c in enumerate(request.items)
+        )
+        return CompressionResult(
+            chunks=out,
+            question=request.question,
+            target_tokens=request.target,
+            tokens_before=request.total,
+            tokens_after=request.total,
+            seconds=time.perf_counter() - request.started,
+        )
+
+
+class ChunkCompressor(_CompressorBase):
     """Compress retrieved chunks for a question to a token target (see the module notes).
 
     Args:
@@ -145,18 +196,12 @@ class ChunkCompressor:
         if scorer is not None and not isinstance(scorer, CausalScorer):
             raise InvalidConfigError(f"scorer must be a CausalScorer or None; got {scorer!r}")
         self._scorer = scorer
-        self.counter = counter if isinstance(counter, TokenCounter) else TokenCounter(counter)
-        self.rate = _check_rate(rate)
+        self._settings(counter, rate, protect, default_spans)
         if mode not in ("tokens", "chunks"):
             raise InvalidConfigError(f"mode must be 'tokens' or 'chunks'; got {mode!r}")
         self.mode: Mode = mode
         self.coarse = check_number("coarse", coarse, 1, finite=True)
         self.dynamic = check_number("dynamic", dynamic, 0, 0.9)
-        if isinstance(protect, str):
-            raise InvalidConfigError("protect must be a sequence of patterns, not one str")
-        find_spans("", protect)  # typed errors for bad patterns now, not at the first call
-        self.protect = tuple(protect)
-        self.default_spans = bool(default_spans)
 
     @property
     def scorer(self) -> CausalScorer:
@@ -410,33 +455,6 @@ class ChunkCompressor:
             parts.append(text[a:b])
             previous = i
         return "".join(parts)
-
-    @staticmethod
-    def _unchanged(request: Request) -> CompressionResult:
-        """Every chunk as it is (the chunks fit the target already)."""
-        before = request.before
-        out = tuple(
-            CompressedChunk(
-                index=i,
-                chunk=c,
-                original=c,
-                dropped=False,
-                tokens_before=before[i],
-                tokens_after=before[i],
-                rank=i,
-                question_loss=math.nan,
-                reason="within the target: sent as it is",
-            )
-            for i, c in enumerate(request.items)
-        )
-        return CompressionResult(
-            chunks=out,
-            question=request.question,
-            target_tokens=request.target,
-            tokens_before=request.total,
-            tokens_after=request.total,
-            seconds=time.perf_counter() - request.started,
-        )
 
     def _whole_chunks(
         self,

@@ -33,7 +33,7 @@ from windowkeeper.exceptions import InvalidConfigError
 from windowkeeper_llmlingua._compressor import (
     CompressedChunk,
     CompressionResult,
-    _check_rate,
+    _CompressorBase,
     checked,
     dropped,
     prepare,
@@ -124,7 +124,7 @@ def offline_prompt_compressor(
     return OfflinePromptCompressor()
 
 
-class UpstreamCompressor:
+class UpstreamCompressor(_CompressorBase):
     """Upstream LLMLingua, per chunk: LongLLMLingua (question-aware) or LLMLingua-2.
 
     Args:
@@ -139,6 +139,10 @@ class UpstreamCompressor:
         rate: Share of tokens to keep by default.
         protect: Extra regular expressions kept verbatim (checked after compression).
         default_spans: Also protect the default kinds.
+        two_stage: ``"llmlingua2"`` only: the authors' two-stage recipe, a coarse stage that keeps
+            the chunks the classifier rates highest (upstream's ``use_context_level_filter``,
+            kept per chunk here), then the token stage on each kept chunk. ``False``: the
+            token stage on every chunk.
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class UpstreamCompressor:
         rate: float = 0.5,
         protect: Sequence[str] = (),
         default_spans: bool = True,
+        two_stage: bool = True,
     ) -> None:
         if method not in ("longllmlingua", "llmlingua2"):
             raise InvalidConfigError(
@@ -165,11 +170,8 @@ class UpstreamCompressor:
         self.method: Method = method
         self._scorer = scorer
         self.model_path = Path(str(model)).expanduser() if model is not None else None
-        self.counter = counter if isinstance(counter, TokenCounter) else TokenCounter(counter)
-        self.rate = _check_rate(rate)
-        find_spans("", protect)
-        self.protect = tuple(protect)
-        self.default_spans = bool(default_spans)
+        self._settings(counter, rate, protect, default_spans)
+        self.two_stage = bool(two_stage)
         self._upstream: Any = None
         self._lock = threading.Lock()
 
@@ -209,12 +211,17 @@ class UpstreamCompressor:
     ) -> CompressionResult:
         """Compress ``chunks`` for ``question`` (see the class notes); the question is only read."""
         request = prepare(chunks, question, self.counter, rate, target_tokens, self.rate)
+        if request.unchanged:  # upstream would still cut: the chunks fit the target already
+            return self._unchanged(request)
         items, before, total, target = request.items, request.before, request.total, request.target
         started = request.started
         share = target / total if total else 1.0
         upstream = self.upstream
         kept: list[int] = list(range(len(items)))
         dynamic = [0.0] * len(items)
+        scores: list[float] | None = None
+        if self.method == "llmlingua2" and self.two_stage and len(items) > 1:
+            kept, scores = self._context_level(upstream, [c.text for c in items], share)
         if self.method == "longllmlingua" and len(items) > 1:
             if not question.strip():
                 raise InvalidConfigError("question must be non-empty for method='longllmlingua'")
@@ -236,6 +243,8 @@ class UpstreamCompressor:
         order = (
             upstream.context_idxs[-1]
             if self.method == "longllmlingua" and upstream.context_idxs
+            else sorted(range(len(items)), key=lambda i: (-scores[i], i))
+            if scores is not None
             else kept
         )
         upstream.context_idxs.clear()  # upstream appends one ranking per call and never drops it
@@ -246,7 +255,8 @@ class UpstreamCompressor:
         for i, item in enumerate(items):
             r = rank.get(i, len(items) - 1)
             if i not in kept:
-                reason = f"ranked {r + 1} by LongLLMLingua: left out by the coarse stage"
+                by = "LongLLMLingua" if self.method == "longllmlingua" else "LLMLingua-2"
+                reason = f"ranked {r + 1} by {by}: left out by the coarse stage"
                 out.append(dropped(i, item, before[i], r, math.nan, reason))
                 continue
             chunk_rate = min(1.0, max(0.05, target / kept_total * (1.0 + dynamic[i])))
@@ -265,6 +275,30 @@ class UpstreamCompressor:
             seconds=time.perf_counter() - started,
             notes=tuple(notes),
         )
+
+    @staticmethod
+    def _context_level(
+        upstream: Any, texts: list[str], share: float
+    ) -> tuple[list[int], list[float]]:
+        """LLMLingua-2's coarse stage (the authors' two-stage recipe), kept per chunk.
+
+        Each chunk's mean keep-probability from the classifier; the chunks at or above the
+        percentile that keeps ``(share + 1) / 2`` of them (upstream's own default when the token
+        filter follows) go on to the token stage. Upstream joins the survivors into one string;
+        here they stay chunks.
+        """
+        import numpy as np
+
+        ends = {".", "\n"}
+        chunked = [
+            upstream._PromptCompressor__chunk_context(t, chunk_end_tokens=ends) for t in texts
+        ]
+        probs, _ = upstream._PromptCompressor__get_context_prob(
+            chunked, token_to_word="mean", force_tokens=[], token_map={}
+        )
+        scores = [float(p) for p in probs]
+        threshold = np.percentile(scores, int(100 * (1 - (share + 1.0) / 2)))
+        return [i for i, p in enumerate(scores) if p >= threshold], scores
 
     def _compress_one(self, upstream: Any, text: str, question: str, rate: float) -> str:
         if not text.strip():
