@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
@@ -26,11 +25,9 @@ from windowkeeper import (
     Embedder,
     InvalidConfigError,
     Memory,
-    MemoryStore,
     Message,
     ModelProfile,
     Sessions,
-    SQLiteStore,
     TokenCounter,
     ToolSelector,
     UnknownModelError,
@@ -39,11 +36,12 @@ from windowkeeper import (
 )
 from windowkeeper.adapters import ConvertedUnits, check_compress_zones, check_compressor
 from windowkeeper.memory import Summarizer
+from windowkeeper.stores import open_store
 
 from langchain_windowkeeper._convert import to_core, to_core_messages, to_langchain
 from langchain_windowkeeper._embeddings import as_core_embedder
 
-__all__ = ["Engine", "MemoryChoice", "chat_summarizer", "open_store"]
+__all__ = ["Engine", "MemoryChoice", "chat_summarizer"]
 
 MemoryChoice = Literal["window", "summary", "recall", "layered"] | Callable[[str], Memory]
 """A strategy name, or ``session_id -> Memory`` for full control."""
@@ -65,19 +63,6 @@ def chat_summarizer(model: BaseChatModel, **prompts: str) -> ChatSummarizer:
         return reply.text
 
     return ChatSummarizer(complete, **prompts)
-
-
-def open_store(store: ConversationStore | str | os.PathLike[str] | None) -> ConversationStore:
-    """A store from a store object, a SQLite file path, or ``None`` (in-process)."""
-    if store is None:
-        return MemoryStore()
-    if isinstance(store, (str, os.PathLike)):
-        return SQLiteStore(Path(store))
-    if isinstance(store, ConversationStore):
-        return store
-    raise InvalidConfigError(
-        f"store must be a ConversationStore, a SQLite file path or None; got {type(store).__name__}"
-    )
 
 
 def model_name(model: object) -> str | None:

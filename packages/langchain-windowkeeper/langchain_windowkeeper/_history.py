@@ -19,9 +19,9 @@ from windowkeeper import (
     TurnLog,
     build_memory,
 )
+from windowkeeper.stores import open_store
 
 from langchain_windowkeeper._convert import to_core_messages, to_langchain
-from langchain_windowkeeper._engine import open_store
 
 __all__ = ["WindowkeeperChatMessageHistory"]
 

@@ -24,18 +24,20 @@ MESSAGE_ID = "message_id"
 _T = TypeVar("_T")
 
 
+def _ids(units: Sequence[Unit]) -> set[str]:
+    """The framework message ids the units' messages carry."""
+    return {
+        key for u in units for m in u.messages if isinstance(key := m.metadata.get(MESSAGE_ID), str)
+    }
+
+
 class _Log:
     """What one session has stored: the framework ids, and where the last sync ended."""
 
     __slots__ = ("anchor", "ids", "lock", "synced")
 
     def __init__(self, units: Sequence[Unit]) -> None:
-        self.ids: set[str] = {
-            key
-            for u in units
-            for m in u.messages
-            if isinstance(key := m.metadata.get(MESSAGE_ID), str)
-        }
+        self.ids: set[str] = _ids(units)
         self.synced = 0  # items of the last list known to be stored
         self.anchor: str | None = None  # the id of item synced - 1
         self.lock = threading.Lock()
@@ -143,6 +145,11 @@ class Sessions(Generic[_T]):
         memory, log = self._entry(session_id)
         with log.lock:
             n = len(items) if stop is None else check_int("stop", stop, 0, len(items))
+            if isinstance(memory, StoredMemory):
+                others = memory.sync()  # turns another app process stored (a shared store)
+                if others:
+                    log.ids.update(_ids(others))
+                    log.synced = 0  # they may follow where this process left off: look again
             if 0 < log.synced <= n and key(items[log.synced - 1]) == log.anchor:
                 start = log.synced
             else:
@@ -250,6 +257,14 @@ class TurnLog(Generic[_T]):
     def memory(self) -> Memory:
         """The memory of the current session."""
         return self._memory
+
+    def units(self) -> list[Unit]:
+        """Every stored unit of the current session (a shared store is re-read first)."""
+        memory = self._memory
+        if isinstance(memory, StoredMemory):
+            memory.sync()
+            return memory.units
+        return list(getattr(memory, "units", []))
 
     @property
     def pending(self) -> list[_T]:

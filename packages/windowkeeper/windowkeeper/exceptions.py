@@ -27,6 +27,7 @@ __all__ = [
     "InvalidMessageError",
     "ModelNotInstalledError",
     "PrefixCacheWarning",
+    "StoreUnavailableError",
     "UnknownModelError",
     "WindowkeeperError",
     "WindowkeeperWarning",
@@ -94,6 +95,22 @@ class ModelNotInstalledError(InvalidConfigError, ImportError):
         self.install = install
         extra = f" ({detail})" if detail else ""
         super().__init__(f"{model} is not installed{extra}. Install it with: {install}")
+
+
+class StoreUnavailableError(WindowkeeperError, ConnectionError):
+    """A shared store (PostgreSQL) could not be reached, or lost its connection mid-call.
+
+    The call that raised it committed nothing: a unit, summary or vector is either whole in the
+    store or absent. The store's pool reconnects by itself; calling again once the server is back
+    is safe.
+
+    Attributes:
+        cause: What the driver said, e.g. ``"connection refused"``.
+    """
+
+    def __init__(self, message: str, *, cause: str = "") -> None:
+        self.cause = cause
+        super().__init__(message + (f": {cause}" if cause else ""))
 
 
 class EncodingError(WindowkeeperError):

@@ -236,6 +236,13 @@ class StoredMemory:
         self.session_id = session_id
         self._lock = threading.RLock()
         self._units: list[Unit] = self.store.units(session_id)
+        # a store other processes append to (PostgreSQL): re-read before each view, append at the
+        # index the store assigns
+        self._shared = getattr(self.store, "shared", False) is True
+        append_next = getattr(self.store, "append_next", None) if self._shared else None
+        self._append_next: Callable[[Unit], Unit] | None = (
+            append_next if callable(append_next) else None
+        )
         self._costs: list[int] = []
         self._cumulative: list[int] = [0]  # tokens of units [0, i)
 
@@ -332,6 +339,7 @@ class StoredMemory:
 
     def _append(self, source: Unit) -> Unit:
         """Store ``source``'s messages, checked, as the session's next unit."""
+        missed: list[Unit] = []
         with self._lock:
             unit = Unit(
                 index=len(self._units),
@@ -339,10 +347,57 @@ class StoredMemory:
                 session_id=self.session_id,
                 timestamp=source.timestamp,
             )
-            self.store.append(unit)
+            if self._append_next is None:
+                self.store.append(unit)
+            else:  # the store gives the index: other processes may have appended meanwhile
+                stored = self._append_next(unit)
+                missed = self._read_from(len(self._units), stop=stored.index)
+                unit = Unit(
+                    index=stored.index,
+                    messages=source.messages,
+                    session_id=self.session_id,
+                    timestamp=source.timestamp,
+                )
+            self._units.extend(missed)
             self._units.append(unit)
+        for other in missed:
+            self._on_add(other)
         self._on_add(unit)
         return unit
+
+    def sync(self) -> list[Unit]:
+        """Read the units other processes appended to this session; returns them.
+
+        Only a store marked ``shared`` (:class:`~windowkeeper.stores.PostgresStore`) is re-read:
+        for the others nothing else writes the session, and this costs nothing. Views call it
+        first, so a request served by any app server sees the whole conversation.
+        """
+        if not self._shared:
+            return []
+        with self._lock:
+            fresh = self._read_from(len(self._units))
+            self._units.extend(fresh)
+        for unit in fresh:
+            self._on_add(unit)
+        return fresh
+
+    def _read_from(self, start: int, *, stop: int | None = None) -> list[Unit]:
+        """Stored units ``[start, stop)`` of the session, checked to continue ours (no gap)."""
+        if stop is not None and stop <= start:
+            return []
+        units = self.store.units(self.session_id, start, stop)
+        for offset, unit in enumerate(units):
+            if unit.index != start + offset:
+                raise InvalidConfigError(
+                    f"store returned unit {unit.index} of session {self.session_id!r} where "
+                    f"{start + offset} was expected: units must be gap-free"
+                )
+        if stop is not None and len(units) != stop - start:
+            raise InvalidConfigError(
+                f"store returned {len(units)} units of session {self.session_id!r} for indexes "
+                f"{start}-{stop - 1}: units must be gap-free"
+            )
+        return units
 
     def _on_add(self, unit: Unit) -> None:
         """Called after a unit is stored (outside the lock)."""

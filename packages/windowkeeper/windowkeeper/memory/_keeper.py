@@ -71,6 +71,10 @@ class SummaryError(WindowkeeperError):
         )
 
 
+LEASE_RETRY_S = 0.5
+"""How long a process waits before looking again when another holds a session's summary lease."""
+
+
 def render_levels(levels: Sequence[str]) -> str:
     r"""The summary text: the highest (oldest) level first, the rolling level last.
 
@@ -400,7 +404,7 @@ class SummaryKeeper:
                     start, stop = self.covers, self._target
                     units = [self._pending[i] for i in range(start, stop)]
                 try:
-                    self._step(units)
+                    self._leased_step(units)
                 except Cancelled:
                     return
                 except SummaryError as error:
@@ -434,6 +438,41 @@ class SummaryKeeper:
                 self.on_error(error)
             except Exception:
                 logger.exception("on_error callback failed")
+
+    def _leased_step(self, units: list[Unit]) -> None:
+        """:meth:`_step`, under the session's summary lease when the store shares sessions.
+
+        With a store that many processes use (one with ``lease``, e.g. PostgreSQL), only the
+        process holding the lease summarises; the others adopt its commits. Whoever gets the
+        lease first reads the latest version, so work another process committed is never redone.
+        """
+        lease = getattr(self._state, "lease", None)
+        if not callable(lease):
+            self._step(units)
+            return
+        with lease(self.session_id, "summary") as held:
+            if held:
+                self._adopt(self._safe_latest())
+                todo = [u for u in units if u.index >= self.covers]
+                if todo:
+                    self._step(todo)
+                return
+        # another process is summarising this session: take its result, look again later
+        self._adopt(self._safe_latest())
+        with self._cv:
+            if not self._closed and self._target > self.covers:
+                self._cv.wait(LEASE_RETRY_S)
+
+    def _adopt(self, latest: SummaryRecord | None) -> None:
+        """Take a newer version another process committed (the units it covers are done)."""
+        with self._cv:
+            current = self._record
+            if latest is None or (current is not None and latest.version <= current.version):
+                return
+            self._record = latest
+            for index in [i for i in self._pending if i < latest.covers]:
+                del self._pending[index]
+            self._cv.notify_all()
 
     def _step(self, units: list[Unit]) -> None:
         """Summarise ``units`` batch by batch, committing after each batch."""

@@ -780,6 +780,7 @@ class TurnRecall(StoredMemory):
     def view(self, query: str = "", *, budget: int) -> MemoryView:
         """The newest units, then the older units recalled for ``query``, in ``budget`` tokens."""
         check_int("budget", budget, 0)
+        self.sync()  # units other app processes added (a shared store)
         with self._lock:
             n = len(self._units)
             start = max(0, n - self.recent_units)

@@ -37,6 +37,7 @@ class WindowMemory(StoredMemory):
             InvalidConfigError: ``budget`` is not an int >= 0.
         """
         check_int("budget", budget, 0)
+        self.sync()  # units other app processes added (a shared store)
         with self._lock:
             recent, used = self.newest_fitting(budget)
             dropped = self.dropped_runs(

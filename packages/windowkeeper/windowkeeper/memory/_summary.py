@@ -282,6 +282,7 @@ class RollingSummary(SummaryTier):
             InvalidConfigError: ``budget`` is not an int >= 0.
         """
         check_int("budget", budget, 0)
+        self.sync()  # units other app processes added (a shared store)
         with self._lock:
             self._last_budget = budget
             n = len(self._units)

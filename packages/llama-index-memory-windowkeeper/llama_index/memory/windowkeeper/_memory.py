@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any, Literal
 
 from windowkeeper import (
@@ -12,12 +11,12 @@ from windowkeeper import (
     InvalidConfigError,
     Memory,
     MemoryStore,
-    SQLiteStore,
     TokenCounter,
     TurnLog,
     build_memory,
 )
 from windowkeeper.adapters import ConvertedUnits
+from windowkeeper.stores import open_store
 
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
@@ -77,7 +76,9 @@ class WindowkeeperMemory(BaseMemory):
         max_tokens: Tokens ``get`` may return (exact, for ``model``).
         model: Model profile to count with.
         strategy: ``"window"``, ``"summary"``, ``"recall"`` or ``"layered"``.
-        path: SQLite file of the conversation (ignored with ``chat_store``).
+        path: SQLite file of the conversation, or a ``postgresql://`` URI: the process's shared
+            :class:`~windowkeeper.stores.PostgresStore`, for several app servers serving the same
+            sessions (ignored with ``chat_store``; ``None``: in the process only).
         chat_store: A LlamaIndex chat store to keep every message in instead.
         chat_store_key: The key in ``chat_store`` (default: ``session_id``).
         llm: A LlamaIndex LLM that writes the summaries (default: the core's fact notes).
@@ -99,7 +100,10 @@ class WindowkeeperMemory(BaseMemory):
     max_tokens: int = Field(default=4000, description="Tokens get() may return.")
     model: str = Field(default="gpt-4o", description="Model profile to count with.")
     strategy: Strategy = Field(default="layered", description="Which core memory.")
-    path: str | None = Field(default="windowkeeper_memory.db", description="SQLite file.")
+    path: str | None = Field(
+        default="windowkeeper_memory.db",
+        description="SQLite file, or a postgresql:// URI for a store every app server shares.",
+    )
     chat_store: SerializeAsAny[BaseChatStore] | None = Field(default=None)
     chat_store_key: str | None = Field(default=None)
     use_embeddings: bool = Field(default=True, description="Dense recall next to BM25.")
@@ -149,9 +153,9 @@ class WindowkeeperMemory(BaseMemory):
         return self.chat_store_key or self.session_id
 
     def _open_store(self) -> ConversationStore:
-        if self.chat_store is not None or self.path is None:
+        if self.chat_store is not None:
             return MemoryStore()
-        return SQLiteStore(Path(self.path))
+        return open_store(self.path)
 
     def _factory(self, session_id: str) -> Memory:
         options: dict[str, Any] = dict(self.memory_options)
@@ -189,8 +193,7 @@ class WindowkeeperMemory(BaseMemory):
 
     def get_all(self) -> list[ChatMessage]:
         """Every stored message of the current session, then a turn in progress."""
-        units = getattr(self.core, "units", [])
-        stored = [m for u in units for m in u.messages]
+        stored = [m for u in self._log.units() for m in u.messages]
         return [*to_llama_messages(stored), *self._log.pending]
 
     async def aget_all(self) -> list[ChatMessage]:

@@ -1,0 +1,555 @@
+"""The PostgreSQL store: one conversation store shared by many app processes.
+
+Units, summaries and recall vectors live in a schema of their own (``windowkeeper`` by default),
+reached through a psycopg 3 connection pool. Every write is one transaction. Appends to a session
+are serialised by its row in ``sessions`` (the next index, locked by the statement that takes
+it), so any number of processes appending to the same session get one gap-free order, with no
+duplicate and no lost unit. A summary is made by one process at a time per session (a
+PostgreSQL advisory lock held on a connection of its own: if that process dies, the server ends
+its session and releases the lock, and another process picks the work up).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from windowkeeper._messages import messages_from_openai, messages_to_openai
+from windowkeeper._units import Unit
+from windowkeeper.exceptions import (
+    InvalidConfigError,
+    ModelNotInstalledError,
+    StoreUnavailableError,
+)
+from windowkeeper.stores._base import DEFAULT_SESSION, SummaryRecord, check_append, check_summary
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+_T = TypeVar("_T")
+
+SCHEMA_VERSION = 2
+"""The schema this windowkeeper reads and writes. Version 1 had no ``sessions`` table (appends
+took the next index from ``MAX(idx)``); opening a version-1 schema with ``migrate=True`` adds it
+and fills it from the units, in one transaction."""
+
+_V1 = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.units (
+    session_id TEXT NOT NULL,
+    idx BIGINT NOT NULL,
+    timestamp TEXT,
+    stored_at DOUBLE PRECISION NOT NULL,
+    messages TEXT NOT NULL,
+    PRIMARY KEY (session_id, idx)
+);
+CREATE TABLE IF NOT EXISTS {s}.summaries (
+    session_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    covers BIGINT NOT NULL,
+    levels TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (session_id, version)
+);
+CREATE TABLE IF NOT EXISTS {s}.vectors (
+    session_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    idx BIGINT NOT NULL,
+    vector BYTEA NOT NULL,
+    PRIMARY KEY (session_id, model_id, idx)
+);
+"""
+
+_MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: the per-session counter that serialises appends from many processes
+    2: """
+CREATE TABLE IF NOT EXISTS {s}.sessions (
+    session_id TEXT PRIMARY KEY,
+    next_idx BIGINT NOT NULL
+);
+INSERT INTO {s}.sessions (session_id, next_idx)
+    SELECT session_id, MAX(idx) + 1 FROM {s}.units GROUP BY session_id
+    ON CONFLICT (session_id) DO NOTHING;
+""",
+}
+
+_SETUP_LOCK = 0x57696E646F77  # "Window": serialises schema set-up between processes
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _driver() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:  # pragma: no cover - the extra is installed in the workspace
+        raise ModelNotInstalledError(
+            "psycopg (PostgresStore's driver)",
+            install="pip install 'windowkeeper[postgres]'",
+            detail=str(exc),
+        ) from exc
+    return psycopg, psycopg_pool
+
+
+def redact(dsn: str) -> str:
+    """``dsn`` without its password (for messages and ``repr``)."""
+    psycopg, _ = _driver()
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparsable DSN>"
+    parts.pop("password", None)
+    return " ".join(f"{k}={v}" for k, v in sorted(parts.items()) if v not in (None, ""))
+
+
+class PostgresStore:
+    """Units, summaries and recall vectors in PostgreSQL, shared by many app processes.
+
+    The store for more than one app server: every process that opens the same database sees the
+    same sessions. Memories built on it read the units other processes added before each view
+    (:attr:`shared`), and append through :meth:`append_next`, which gives each unit the session's
+    next index on the server, so concurrent appends never collide.
+
+    - **Atomic.** Every write is one transaction: a unit (or summary, or batch of vectors) is
+      whole in the store or absent, whatever happens to the process or the connection.
+    - **Many writers.** The next index of a session is taken by the statement that locks its
+      row in ``sessions``; appends to one session queue there, appends to others do not wait.
+    - **One summariser per session.** :meth:`lease` takes a session-level advisory lock on a
+      connection of its own; memories use it so a session's next summary is made once. If the
+      holder dies, the server releases the lock and another process takes over.
+    - **Connection loss.** A call that cannot reach the server raises
+      :class:`~windowkeeper.StoreUnavailableError` naming the cause; nothing of it was committed.
+      The pool checks each connection before handing it out and reconnects by itself.
+    - **Schema.** Tables live in their own schema (``schema=``). The version is recorded and
+      older versions are upgraded in one transaction when ``migrate`` is on; a newer version is
+      refused.
+
+    Args:
+        dsn: A libpq connection string or URI, e.g. ``"postgresql://app@db/chat"``.
+        schema: The PostgreSQL schema holding the tables (lower-case letters, digits, ``_``).
+        migrate: Create the schema when it is missing and upgrade an older one (default). With
+            ``False`` a missing or older schema is an error that says what to run.
+        min_size: Connections the pool keeps open.
+        max_size: Most connections the pool opens (a lease opens one of its own besides).
+        timeout: Seconds to wait for the server (connecting) or for a free connection.
+
+    Raises:
+        InvalidConfigError: A bad setting, a database without the schema (``migrate=False``),
+            or a schema newer than this windowkeeper.
+        StoreUnavailableError: The server cannot be reached (wrong host, refused, bad password).
+        ModelNotInstalledError: psycopg is not installed (``pip install 'windowkeeper[postgres]'``).
+
+    Example:
+        >>> store = PostgresStore("postgresql://app@db/chat")  # doctest: +SKIP
+        >>> from windowkeeper.memory import WindowMemory  # doctest: +SKIP
+        >>> memory = WindowMemory(TokenCounter("gpt-4o"), store=store, session_id="u42")  # doctest: +SKIP
+    """
+
+    shared = True
+    """Other processes may append to the same sessions: memories re-read before each view."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "windowkeeper",
+        migrate: bool = True,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = 10.0,
+    ) -> None:
+        psycopg, psycopg_pool = _driver()
+        if not isinstance(dsn, str) or not dsn.strip():
+            raise InvalidConfigError(f"dsn must be a non-empty connection string; got {dsn!r}")
+        try:
+            psycopg.conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            raise InvalidConfigError(f"dsn is not a valid connection string: {exc}") from exc
+        if not isinstance(schema, str) or not _NAME.match(schema):
+            raise InvalidConfigError(
+                "schema must be a PostgreSQL name of lower-case letters, digits and _ (not "
+                f"starting with a digit, at most 63); got {schema!r}"
+            )
+        for name, value, low in (("min_size", min_size, 0), ("max_size", max_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidConfigError(f"{name} must be an int >= {low}; got {value!r}")
+        if max_size < min_size:
+            raise InvalidConfigError(f"max_size must be >= min_size ({min_size}); got {max_size}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise InvalidConfigError(f"timeout must be a number of seconds > 0; got {timeout!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self.timeout = float(timeout)
+        self._closed = False
+        self._lock = threading.Lock()
+        self._setup(psycopg, migrate)
+        self._pool = psycopg_pool.ConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=self.timeout,
+            check=psycopg_pool.ConnectionPool.check_connection,
+            kwargs={"autocommit": True},
+            open=False,
+            name=f"windowkeeper-{schema}",
+        )
+        try:
+            self._pool.open(wait=True, timeout=self.timeout)
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise StoreUnavailableError(
+                f"PostgreSQL at {redact(dsn)} cannot be reached", cause=_cause(exc)
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.dsn)!r}, schema={self.schema!r})"
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    # ------------------------------------------------------------------------------ set-up
+
+    def _setup(self, psycopg: Any, migrate: bool) -> None:
+        """Check (and create or upgrade, with ``migrate``) the schema, in one transaction."""
+        where = redact(self.dsn)
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self.timeout))
+        except psycopg.Error as exc:
+            raise StoreUnavailableError(
+                f"PostgreSQL at {where} cannot be reached", cause=_cause(exc)
+            ) from exc
+        s = self.schema
+        try:
+            with conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
+                (found,) = conn.execute("SELECT to_regclass(%s)", (f"{s}.meta",)).fetchone()
+                if found is None:
+                    if not migrate:
+                        raise InvalidConfigError(
+                            f"database {where} has no windowkeeper schema {s!r}: open it once "
+                            "with PostgresStore(dsn, migrate=True) (the default) to create it"
+                        )
+                    conn.execute(_V1.format(s=s))
+                    conn.execute(
+                        f"INSERT INTO {s}.meta VALUES ('schema_version', '1') "
+                        "ON CONFLICT (key) DO NOTHING"
+                    )
+                row = conn.execute(
+                    f"SELECT value FROM {s}.meta WHERE key = 'schema_version'"
+                ).fetchone()
+                version = int(row[0]) if row is not None else 1
+                if version > SCHEMA_VERSION:
+                    raise InvalidConfigError(
+                        f"schema {s!r} in {where} is version {version}, newer than this "
+                        f"windowkeeper reads ({SCHEMA_VERSION}): upgrade windowkeeper"
+                    )
+                if version < SCHEMA_VERSION and not migrate:
+                    raise InvalidConfigError(
+                        f"schema {s!r} in {where} is version {version}; this windowkeeper needs "
+                        f"{SCHEMA_VERSION}: open it once with PostgresStore(dsn, migrate=True)"
+                    )
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    conn.execute(_MIGRATIONS[target].format(s=s))
+                    conn.execute(
+                        f"UPDATE {s}.meta SET value = %s WHERE key = 'schema_version'",
+                        (str(target),),
+                    )
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(
+                f"PostgreSQL at {where} failed during schema set-up", cause=_cause(exc)
+            ) from exc
+        except psycopg.Error as exc:
+            raise InvalidConfigError(
+                f"schema {s!r} in {where} cannot be set up: {_cause(exc)}"
+            ) from exc
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        s = self.schema
+        row = self._run(
+            lambda conn: _one(
+                conn.execute(f"SELECT value FROM {s}.meta WHERE key = 'schema_version'")
+            )
+        )
+        return int(row[0])
+
+    # ------------------------------------------------------------------------------ calls
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """``work(connection)`` on a pooled connection; lost connections become a typed error."""
+        psycopg, _ = _driver()
+        if self._closed:
+            raise InvalidConfigError(f"{self!r} is closed")
+        try:
+            with self._pool.connection() as conn:
+                return work(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailableError(
+                f"PostgreSQL at {redact(self.dsn)}: the call was not committed", cause=_cause(exc)
+            ) from exc
+
+    # ------------------------------------------------------------------------------ units
+
+    def append(self, unit: Unit) -> None:
+        """Store the unit at ``unit.index``, which must be the session's next index."""
+        s = self.schema
+        session = unit.session_id or DEFAULT_SESSION
+        payload = _payload(unit)
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(
+                    f"INSERT INTO {s}.sessions VALUES (%s, 0) ON CONFLICT (session_id) DO NOTHING",
+                    (session,),
+                )
+                taken = conn.execute(
+                    f"UPDATE {s}.sessions SET next_idx = next_idx + 1 "
+                    "WHERE session_id = %s AND next_idx = %s RETURNING next_idx",
+                    (session, unit.index),
+                ).fetchone()
+                if taken is None:
+                    (count,) = _one(
+                        conn.execute(
+                            f"SELECT next_idx FROM {s}.sessions WHERE session_id = %s", (session,)
+                        )
+                    )
+                    check_append(unit, int(count))  # raises: rolls the transaction back
+                conn.execute(
+                    f"INSERT INTO {s}.units VALUES (%s, %s, %s, %s, %s)",
+                    (session, unit.index, unit.timestamp, time.time(), payload),
+                )
+
+        self._run(work)
+
+    def append_next(self, unit: Unit) -> Unit:
+        """Store the unit at its session's next index, whatever ``unit.index`` says.
+
+        The index is taken on the server, under the session's row lock, so concurrent appends
+        from any number of processes get one gap-free order.
+
+        Returns:
+            The unit as stored (its index, its session id).
+        """
+        s = self.schema
+        session = unit.session_id or DEFAULT_SESSION
+        payload = _payload(unit)
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            with conn.transaction():
+                (index,) = _one(
+                    conn.execute(
+                        f"INSERT INTO {s}.sessions AS t VALUES (%s, 1) ON CONFLICT (session_id) "
+                        "DO UPDATE SET next_idx = t.next_idx + 1 RETURNING next_idx - 1",
+                        (session,),
+                    )
+                )
+                conn.execute(
+                    f"INSERT INTO {s}.units VALUES (%s, %s, %s, %s, %s)",
+                    (session, index, unit.timestamp, time.time(), payload),
+                )
+                return int(index)
+
+        index = self._run(work)
+        return Unit(
+            index=index, messages=unit.messages, session_id=session, timestamp=unit.timestamp
+        )
+
+    def units(
+        self, session_id: str = DEFAULT_SESSION, start: int = 0, stop: int | None = None
+    ) -> list[Unit]:
+        """The session's units in ``[start, stop)``, in order."""
+        s = self.schema
+        rows = self._run(
+            lambda conn: conn.execute(
+                f"SELECT idx, timestamp, messages FROM {s}.units WHERE session_id = %s "
+                "AND idx >= %s AND idx < %s ORDER BY idx",
+                (session_id, start, stop if stop is not None else 2**62),
+            ).fetchall()
+        )
+        return [
+            Unit(
+                index=int(idx),
+                messages=tuple(messages_from_openai(json.loads(payload))),
+                session_id=session_id,
+                timestamp=stamp,
+            )
+            for idx, stamp, payload in rows
+        ]
+
+    def count(self, session_id: str = DEFAULT_SESSION) -> int:
+        """Units stored for the session."""
+        s = self.schema
+        row = self._run(
+            lambda conn: conn.execute(
+                f"SELECT next_idx FROM {s}.sessions WHERE session_id = %s", (session_id,)
+            ).fetchone()
+        )
+        return int(row[0]) if row is not None else 0
+
+    def sessions(self) -> list[str]:
+        """Every session id with at least one unit, sorted."""
+        s = self.schema
+        rows = self._run(
+            lambda conn: conn.execute(
+                f"SELECT session_id FROM {s}.sessions WHERE next_idx > 0 ORDER BY session_id"
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------------------------ summaries
+
+    def save_summary(self, record: SummaryRecord) -> None:
+        """Append a summary version (the session's latest + 1), atomically with what it covers."""
+        s = self.schema
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                # the session's row serialises summary commits as it does appends
+                conn.execute(
+                    f"INSERT INTO {s}.sessions AS t VALUES (%s, 0) ON CONFLICT (session_id) "
+                    "DO UPDATE SET next_idx = t.next_idx",
+                    (record.session_id,),
+                )
+                check_summary(record, self._latest(conn, record.session_id))
+                conn.execute(
+                    f"INSERT INTO {s}.summaries VALUES (%s, %s, %s, %s, %s)",
+                    (
+                        record.session_id,
+                        record.version,
+                        record.covers,
+                        json.dumps(list(record.levels), ensure_ascii=False),
+                        record.created_at or time.time(),
+                    ),
+                )
+
+        self._run(work)
+
+    def latest_summary(self, session_id: str = DEFAULT_SESSION) -> SummaryRecord | None:
+        """The newest summary version of the session, if any."""
+        return self._run(lambda conn: self._latest(conn, session_id))
+
+    def _latest(self, conn: psycopg.Connection[Any], session_id: str) -> SummaryRecord | None:
+        row = conn.execute(
+            f"SELECT version, covers, levels, created_at FROM {self.schema}.summaries "
+            "WHERE session_id = %s ORDER BY version DESC LIMIT 1",
+            (session_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        version, covers, levels, created = row
+        return SummaryRecord(
+            session_id=session_id,
+            version=int(version),
+            covers=int(covers),
+            levels=tuple(json.loads(levels)),
+            created_at=float(created),
+        )
+
+    @contextmanager
+    def lease(self, session_id: str, purpose: str = "summary") -> Iterator[bool]:
+        """Hold the session's ``purpose`` lease while the block runs, if no one else holds it.
+
+        Yields True when this process holds it for the block, False when another does (do the
+        work later). The lease is a PostgreSQL advisory lock on a connection of its own (not
+        one of the pool's, which the work under the lease uses): closing that connection at the
+        end releases it, and if the holder dies, the server ends its session and releases it.
+        """
+        psycopg, _ = _driver()
+        key = f"windowkeeper:{self.schema}:{purpose}:{session_id}"
+        if self._closed:
+            raise InvalidConfigError(f"{self!r} is closed")
+        try:  # a connection of its own: the work under the lease uses the pool meanwhile
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self.timeout))
+        except psycopg.Error as exc:
+            raise StoreUnavailableError(
+                f"PostgreSQL at {redact(self.dsn)}: no connection for the lease", cause=_cause(exc)
+            ) from exc
+        try:
+            try:
+                (held,) = conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)
+                ).fetchone()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise StoreUnavailableError(
+                    f"PostgreSQL at {redact(self.dsn)}: the lease was not taken",
+                    cause=_cause(exc),
+                ) from exc
+            yield bool(held)
+        finally:
+            conn.close()  # ends the server session: the lock goes with it
+
+    # ------------------------------------------------------------------------------ vectors
+
+    def save_vectors(
+        self, session_id: str, model_id: str, rows: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Store (unit index, vector bytes) rows; a row replaces the same index. One transaction."""
+        s = self.schema
+        data = [(session_id, model_id, int(i), bytes(b)) for i, b in rows]
+        if not data:
+            return
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {s}.vectors VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (session_id, model_id, idx) DO UPDATE SET vector = EXCLUDED.vector",
+                    data,
+                )
+
+        self._run(work)
+
+    def load_vectors(self, session_id: str, model_id: str) -> list[tuple[int, bytes]]:
+        """Every (unit index, vector bytes) row of the session for the model, by index."""
+        s = self.schema
+        rows = self._run(
+            lambda conn: conn.execute(
+                f"SELECT idx, vector FROM {s}.vectors WHERE session_id = %s AND model_id = %s "
+                "ORDER BY idx",
+                (session_id, model_id),
+            ).fetchall()
+        )
+        return [(int(i), bytes(b)) for i, b in rows]
+
+    # ------------------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Close the pool (further calls raise ``InvalidConfigError``)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _payload(unit: Unit) -> str:
+    return json.dumps(messages_to_openai(unit.messages, include_metadata=True), ensure_ascii=False)
+
+
+def _one(cursor: Any) -> tuple[Any, ...]:
+    """The one row a statement returns."""
+    row = cursor.fetchone()
+    assert row is not None  # every caller's statement returns exactly one row
+    return tuple(row)
+
+
+def _cause(exc: BaseException) -> str:
+    """The driver's message, on one line."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

@@ -1,0 +1,387 @@
+"""PostgresStore against a real PostgreSQL server (pgserver, or WINDOWKEEPER_TEST_POSTGRES_DSN).
+
+The store protocol, versioned summaries and vectors, schema set-up and migration, many writer
+processes on the same sessions, summaries made once across processes, killed writers, a server
+restart, and the typed errors a bad DSN or schema gets.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from windowkeeper import (
+    InvalidConfigError,
+    Message,
+    PostgresStore,
+    StoreUnavailableError,
+    TokenCounter,
+)
+from windowkeeper._units import Unit
+from windowkeeper.memory import RollingSummary, WindowMemory
+from windowkeeper.stores import SummaryRecord
+from windowkeeper.stores._postgres import _V1, SCHEMA_VERSION
+
+from tests.conftest import Postgres
+
+COUNTER = TokenCounter("gpt-4o")
+
+
+def unit(i: int, session: str | None = None, text: str = "hi") -> Unit:
+    return Unit(
+        index=i,
+        session_id=session,
+        messages=(
+            Message(role="user", content=f"{text} {i}", metadata={"turn": i}),
+            Message(role="assistant", content=f"ok {i}"),
+        ),
+    )
+
+
+@pytest.fixture
+def store(postgres: Postgres, pg_schema: str) -> Iterator[PostgresStore]:
+    with PostgresStore(postgres.dsn, schema=pg_schema, max_size=4) as s:
+        yield s
+
+
+# ------------------------------------------------------------------------------ the protocol
+
+
+def test_units_round_trip_verbatim_per_session(store: PostgresStore) -> None:
+    units = [unit(i, "s", text="Zoë 🙂 <|endoftext|> ' \" \\ %s") for i in range(5)]
+    for u in units:
+        store.append(u)
+    store.append(unit(0, "other"))
+    again = store.units("s")
+    assert [u.messages for u in again] == [u.messages for u in units]
+    assert [m.metadata for u in again for m in u.messages] == [
+        m.metadata for u in units for m in u.messages
+    ]
+    assert [u.index for u in store.units("s", 1, 3)] == [1, 2]
+    assert store.count("s") == 5
+    assert store.count("missing") == 0
+    assert store.sessions() == ["other", "s"]
+    with pytest.raises(InvalidConfigError, match=r"must be the next index .*\(5\); got 3"):
+        store.append(unit(3, "s"))
+    assert store.count("s") == 5  # the refused append left nothing behind
+    assert store.schema_version == SCHEMA_VERSION
+
+
+def test_append_next_takes_the_index_on_the_server(store: PostgresStore) -> None:
+    first = store.append_next(unit(0, "n"))
+    second = store.append_next(unit(0, "n"))  # a stale index is ignored, not a collision
+    assert (first.index, second.index) == (0, 1)
+    assert second.session_id == "n"
+    assert [u.user.text for u in store.units("n")] == ["hi 0", "hi 0"]
+
+
+def test_summaries_are_versioned_and_vectors_replace_by_index(store: PostgresStore) -> None:
+    assert store.latest_summary("s") is None
+    store.save_summary(SummaryRecord(session_id="s", version=1, covers=4, levels=("a",)))
+    store.save_summary(SummaryRecord(session_id="s", version=2, covers=6, levels=("b", "c")))
+    latest = store.latest_summary("s")
+    assert latest is not None
+    assert (latest.version, latest.covers, latest.levels) == (2, 6, ("b", "c"))
+    with pytest.raises(InvalidConfigError, match=r"record\.version must be 3"):
+        store.save_summary(SummaryRecord(session_id="s", version=2, covers=7, levels=("x",)))
+    with pytest.raises(InvalidConfigError, match="coverage never shrinks"):
+        store.save_summary(SummaryRecord(session_id="s", version=3, covers=5, levels=("x",)))
+    store.save_vectors("s", "m", [(0, b"\x00\x01"), (1, b"\x02")])
+    store.save_vectors("s", "m", [(1, b"\x09\x09")])
+    store.save_vectors("s", "m", [])
+    assert store.load_vectors("s", "m") == [(0, b"\x00\x01"), (1, b"\x09\x09")]
+    assert store.load_vectors("s", "other-model") == []
+    assert store.load_vectors("t", "m") == []
+
+
+# ------------------------------------------------------------------------------ schema
+
+
+def test_an_older_schema_is_upgraded_and_appends_continue(
+    postgres: Postgres, pg_schema: str
+) -> None:
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:  # version 1, as it was
+        conn.execute(_V1.format(s=pg_schema))
+        conn.execute(f"INSERT INTO {pg_schema}.meta VALUES ('schema_version', '1')")
+        for i in range(3):
+            conn.execute(
+                f"INSERT INTO {pg_schema}.units VALUES ('old', %s, NULL, 0, %s)",
+                (i, '[{"role": "user", "content": "before ' + str(i) + '"}]'),
+            )
+    with pytest.raises(
+        InvalidConfigError, match=r"version 1; this windowkeeper needs 2.*migrate=True"
+    ):
+        PostgresStore(postgres.dsn, schema=pg_schema, migrate=False)
+    with PostgresStore(postgres.dsn, schema=pg_schema) as store:
+        assert store.schema_version == 2
+        assert store.count("old") == 3
+        store.append(unit(3, "old"))
+        assert [u.user.text for u in store.units("old")] == [
+            "before 0",
+            "before 1",
+            "before 2",
+            "hi 3",
+        ]
+
+
+def test_bad_dsn_missing_schema_and_newer_schema_get_errors_that_say_what_to_do(
+    postgres: Postgres, pg_schema: str
+) -> None:
+    with pytest.raises(StoreUnavailableError, match="cannot be reached"):
+        PostgresStore("postgresql://nobody@/none?host=/nonexistent-socket-dir", timeout=2)
+    with pytest.raises(InvalidConfigError, match="dsn is not a valid connection string"):
+        PostgresStore("host=a =b")
+    with pytest.raises(InvalidConfigError, match="dsn must be a non-empty"):
+        PostgresStore("")
+    with pytest.raises(InvalidConfigError, match="schema must be a PostgreSQL name"):
+        PostgresStore(postgres.dsn, schema="Robert'); DROP TABLE")
+    with pytest.raises(InvalidConfigError, match="max_size must be >= min_size"):
+        PostgresStore(postgres.dsn, min_size=3, max_size=2)
+    with pytest.raises(InvalidConfigError, match=r"has no windowkeeper schema .*migrate=True"):
+        PostgresStore(postgres.dsn, schema=pg_schema, migrate=False)
+    PostgresStore(postgres.dsn, schema=pg_schema).close()
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {pg_schema}.meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(InvalidConfigError, match=r"version 99, newer than .*upgrade windowkeeper"):
+        PostgresStore(postgres.dsn, schema=pg_schema)
+    closed = PostgresStore.__new__(PostgresStore)  # never opened: a closed store says so
+    closed._closed = True
+    closed.dsn, closed.schema = postgres.dsn, pg_schema
+    with pytest.raises(InvalidConfigError, match="is closed"):
+        closed.count("s")
+
+
+# ------------------------------------------------------------------------------ memories
+
+
+def test_two_app_servers_share_one_conversation(postgres: Postgres, pg_schema: str) -> None:
+    """Requests of one session served by two processes' memories: each sees the whole chat."""
+    with (
+        PostgresStore(postgres.dsn, schema=pg_schema) as one,
+        PostgresStore(postgres.dsn, schema=pg_schema) as two,
+    ):
+        a = WindowMemory(COUNTER, store=one, session_id="chat")
+        b = WindowMemory(COUNTER, store=two, session_id="chat")
+        a.add(
+            [
+                Message(role="user", content="my name is Ann"),
+                Message(role="assistant", content="hi"),
+            ]
+        )
+        view = b.view("who am I?", budget=1000)  # b never added: it reads what a stored
+        assert [m.text for m in view.messages()] == ["my name is Ann", "hi"]
+        added = b.add(
+            [
+                Message(role="user", content="I live in Porto"),
+                Message(role="assistant", content="ok"),
+            ]
+        )
+        a.add(
+            [Message(role="user", content="I like tea"), Message(role="assistant", content="noted")]
+        )
+        assert added.index == 1
+        assert [u.index for u in a.units] == [0, 1, 2]  # a caught up with b's turn on its append
+        assert [u.user.text for u in a.units] == ["my name is Ann", "I live in Porto", "I like tea"]
+        assert [u.user.text for u in b.view("", budget=1000).recent] == [
+            "my name is Ann",
+            "I live in Porto",
+            "I like tea",
+        ]
+
+
+def test_the_summary_lease_is_held_by_one_process_at_a_time(
+    postgres: Postgres, pg_schema: str
+) -> None:
+    with (
+        PostgresStore(postgres.dsn, schema=pg_schema) as one,
+        PostgresStore(postgres.dsn, schema=pg_schema) as two,
+    ):
+        with one.lease("s") as held:
+            assert held
+            with two.lease("s") as other:
+                assert not other  # the same session's lease: taken
+            with two.lease("t") as other:
+                assert other  # another session's: free
+        with two.lease("s") as held:
+            assert held  # released when the block ended
+
+
+def _hold_lease(dsn: str, schema: str, ready: Any) -> None:
+    store = PostgresStore(dsn, schema=schema)
+    with store.lease("s") as held:
+        ready.value = 1 if held else -1
+        time.sleep(60)  # killed while holding it
+
+
+def test_a_dead_holders_lease_is_released(postgres: Postgres, pg_schema: str) -> None:
+    PostgresStore(postgres.dsn, schema=pg_schema).close()
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Value("i", 0, lock=False)
+    proc = ctx.Process(target=_hold_lease, args=(postgres.dsn, pg_schema, ready))
+    proc.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and ready.value == 0:
+        time.sleep(0.05)
+    assert ready.value == 1
+    with PostgresStore(postgres.dsn, schema=pg_schema) as store:
+        with store.lease("s") as held:
+            assert not held
+        proc.kill()
+        proc.join()
+        deadline = time.time() + 20
+        taken = False
+        while time.time() < deadline and not taken:
+            with store.lease("s") as held:
+                taken = held
+            time.sleep(0.05)
+        assert taken  # the server ended the dead process's session and its lock
+
+
+# ------------------------------------------------------------------------------ many writers
+
+
+def _summarize(previous: str, units: Sequence[Unit]) -> str:
+    time.sleep(0.01)
+    return f"{previous} [{units[0].index}-{units[-1].index}]".strip()[-2000:]
+
+
+def _chat_writer(dsn: str, schema: str, worker: int, sessions: int, turns: int) -> None:
+    """One app process: ``turns`` turns in each session, interleaved, summaries in the background."""
+    store = PostgresStore(dsn, schema=schema, max_size=4)
+    memories = {
+        s: RollingSummary(
+            COUNTER,
+            store=store,
+            session_id=f"s{s}",
+            summarizer=_summarize,
+            keep_last=2,
+            summary_tokens=200,
+        )
+        for s in range(sessions)
+    }
+    for t in range(turns):
+        for s, memory in memories.items():
+            memory.view(f"turn {t}", budget=2000)
+            memory.add(
+                [
+                    Message(role="user", content=f"s{s} w{worker} t{t}"),
+                    Message(role="assistant", content=f"ok s{s} w{worker} t{t}"),
+                ]
+            )
+    for memory in memories.values():
+        memory.flush(timeout=60)
+        memory.close()
+    store.close()
+
+
+def test_many_writer_processes_lose_nothing_and_never_collide(
+    postgres: Postgres, pg_schema: str
+) -> None:
+    workers, sessions, turns = 4, 6, 12
+    PostgresStore(postgres.dsn, schema=pg_schema).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_chat_writer, args=(postgres.dsn, pg_schema, w, sessions, turns))
+        for w in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+        assert p.exitcode == 0
+    with PostgresStore(postgres.dsn, schema=pg_schema) as store:
+        assert store.sessions() == sorted(f"s{s}" for s in range(sessions))
+        for s in range(sessions):
+            units = store.units(f"s{s}")
+            assert [u.index for u in units] == list(range(workers * turns))  # gap-free
+            texts = [u.user.text for u in units]
+            assert all(text.startswith(f"s{s} ") for text in texts)  # no cross-session leak
+            assert len(set(texts)) == len(texts)  # no duplicate
+            for w in range(workers):  # no unit lost, each writer's turns in its own order
+                assert [t for t in texts if f" w{w} " in t] == [
+                    f"s{s} w{w} t{t}" for t in range(turns)
+                ]
+            latest = store.latest_summary(f"s{s}")
+            assert latest is not None
+            assert latest.covers <= workers * turns
+            with psycopg.connect(postgres.dsn) as conn:
+                versions = [
+                    v
+                    for (v,) in conn.execute(
+                        f"SELECT version FROM {pg_schema}.summaries WHERE session_id = %s "
+                        "ORDER BY version",
+                        (f"s{s}",),
+                    )
+                ]
+                spans = [
+                    c
+                    for (c,) in conn.execute(
+                        f"SELECT covers FROM {pg_schema}.summaries WHERE session_id = %s "
+                        "ORDER BY version",
+                        (f"s{s}",),
+                    )
+                ]
+            assert versions == list(range(1, len(versions) + 1))
+            assert spans == sorted(set(spans))  # each range summarised once, never again
+
+
+def _append_forever(dsn: str, schema: str, committed: Any) -> None:
+    store = PostgresStore(dsn, schema=schema, max_size=1)
+    while True:
+        u = store.append_next(unit(0, "k"))
+        committed.value = u.index + 1
+
+
+def test_a_killed_writer_leaves_every_committed_unit_and_nothing_partial(
+    postgres: Postgres, pg_schema: str
+) -> None:
+    PostgresStore(postgres.dsn, schema=pg_schema).close()
+    ctx = multiprocessing.get_context("spawn")
+    seen = 0
+    for _ in range(3):
+        committed = ctx.Value("q", 0, lock=False)
+        proc = ctx.Process(target=_append_forever, args=(postgres.dsn, pg_schema, committed))
+        proc.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and committed.value < seen + 20:
+            time.sleep(0.02)
+        proc.kill()  # SIGKILL, mid-transaction at some point
+        proc.join()
+        assert proc.exitcode == -signal.SIGKILL
+        with PostgresStore(postgres.dsn, schema=pg_schema) as store:
+            units = store.units("k")
+            assert len(units) >= committed.value  # every committed unit is there
+            assert [u.index for u in units] == list(range(len(units)))  # gap-free
+            assert store.count("k") == len(units)  # the counter and the rows agree
+            assert all(u.user.text == "hi 0" and len(u.messages) == 2 for u in units)
+            seen = len(units)
+
+
+def test_a_server_restart_fails_calls_with_a_typed_error_then_recovers(
+    postgres: Postgres, pg_schema: str
+) -> None:
+    with PostgresStore(postgres.dsn, schema=pg_schema, timeout=3) as store:
+        for i in range(5):
+            store.append(unit(i, "r"))
+        postgres.stop()
+        try:
+            with pytest.raises(StoreUnavailableError, match="not committed") as info:
+                store.append(unit(5, "r"))
+            assert info.value.cause
+        finally:
+            postgres.start()
+        deadline = time.time() + 30
+        while True:  # the pool reconnects by itself
+            try:
+                store.append(unit(5, "r"))
+                break
+            except StoreUnavailableError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert [u.index for u in store.units("r")] == list(range(6))
