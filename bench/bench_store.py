@@ -2,8 +2,10 @@
 
 Run: `uv run python bench/bench_store.py [--sizes 100 1000 10000] [--turns 200] [--dir FOLDER]`.
 
-Three stores: `MemoryStore` (the anchor: no persistence at all), `SQLiteStore(durability="normal")`
-(the default) and `SQLiteStore(durability="full")`, each SQLite store a real file in a temporary
+Four stores: `MemoryStore` (the anchor: no persistence at all), `SQLiteStore(durability="normal")`
+(the default), `SQLiteStore(durability="full")` and `PostgresStore` (a PostgreSQL 16 server that
+`pgserver` starts in the same folder, on a local socket, with its default `synchronous_commit=on`:
+every commit is flushed; `--postgres-dsn` uses yours), each SQLite store a real file in a temporary
 folder (`--dir` chooses where it is made; on tmpfs an fsync costs nothing, so the script says when
 the folder is there). Each is pre-loaded with N units (untimed, in one transaction per unit with
 `durability="normal"`, then reopened with the setting under test), then `--turns` further turns are
@@ -34,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -43,14 +47,22 @@ from windowkeeper import Budget, TokenCounter  # noqa: E402
 from windowkeeper._assembler import Chunk, ContextAssembler  # noqa: E402
 from windowkeeper._units import Unit  # noqa: E402
 from windowkeeper.memory._recent import WindowMemory  # noqa: E402
-from windowkeeper.stores import ConversationStore, MemoryStore, SQLiteStore  # noqa: E402
+from windowkeeper.stores import (  # noqa: E402
+    ConversationStore,
+    MemoryStore,
+    PostgresStore,
+    SQLiteStore,
+)
+from windowkeeper.stores._postgres import _payload  # noqa: E402
 
-STORES = ["memory", "normal", "full"]
+STORES = ["memory", "normal", "full", "postgres"]
 LABELS = {
     "memory": "`MemoryStore` (anchor)",
     "normal": '`SQLiteStore`, `durability="normal"` (default)',
     "full": '`SQLiteStore`, `durability="full"`',
+    "postgres": "`PostgresStore` (PostgreSQL 16, local socket)",
 }
+POSTGRES: dict[str, str] = {}  # the DSN, once a server is started (or given)
 
 
 def filesystem(folder: Path) -> str:
@@ -86,6 +98,18 @@ def history(size: int, rng: random.Random) -> list[Unit]:
 
 def make_store(kind: str, size: int, folder: Path, units: list[Unit]) -> ConversationStore:
     """A store of ``kind`` holding ``units`` (loaded untimed)."""
+    if kind == "postgres":
+        store = PostgresStore(POSTGRES["dsn"], schema=f"bench_store_{size}")
+        with psycopg.connect(POSTGRES["dsn"], autocommit=True) as conn, conn.transaction():
+            s = f"bench_store_{size}"  # a bulk load in one transaction (untimed)
+            conn.execute(f"DELETE FROM {s}.units; DELETE FROM {s}.sessions")
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {s}.units VALUES (%s, %s, %s, 0, %s)",
+                    [(u.session_id, u.index, u.timestamp, _payload(u)) for u in units],
+                )
+            conn.execute(f"INSERT INTO {s}.sessions VALUES ('default', %s)", (len(units),))
+        return store
     if kind == "memory":
         store = MemoryStore()
         for unit in units:
@@ -126,6 +150,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=LOCOMO, help="path of locomo10.json")
     parser.add_argument("--dir", type=Path, default=None, help="where the database files go")
     parser.add_argument("--stores", nargs="+", choices=STORES, default=STORES)
+    parser.add_argument(
+        "--postgres-dsn", default=None, help="a PostgreSQL server to use (default: pgserver starts one)"
+    )
     args = parser.parse_args()
     if args.text == "locomo":
         if not args.data.is_file():
@@ -148,7 +175,27 @@ def main() -> None:
         )
         if fs in ("tmpfs", "ramfs"):
             print("warning: fsync is free on tmpfs; pass --dir FOLDER on a disk to see its cost")
-        run(args, folder)
+        server = None
+        if "postgres" in args.stores:
+            if args.postgres_dsn:
+                POSTGRES["dsn"] = args.postgres_dsn
+            else:
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    import pgserver
+
+                    server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+                POSTGRES["dsn"] = server.get_uri()
+            with psycopg.connect(POSTGRES["dsn"]) as conn:
+                version = conn.execute("SHOW server_version").fetchone()
+            print(f"PostgreSQL {version[0] if version else '?'} at {POSTGRES['dsn']}")
+        try:
+            run(args, folder)
+        finally:
+            if server is not None:
+                server.cleanup()
         print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -100,9 +100,11 @@ class ModelNotInstalledError(InvalidConfigError, ImportError):
 class StoreUnavailableError(WindowkeeperError, ConnectionError):
     """A shared store (PostgreSQL) could not be reached, or lost its connection mid-call.
 
-    The call that raised it committed nothing: a unit, summary or vector is either whole in the
-    store or absent. The store's pool reconnects by itself; calling again once the server is back
-    is safe.
+    A unit, summary or vector is always either whole in the store or absent. A write is tried
+    again while the server is away (up to the store's ``timeout``) and never lands twice; when
+    this is raised, the last try's outcome is unknown only if its connection broke while
+    committing: a memory's next view (``sync``) shows whether the unit landed. The store's pool
+    reconnects by itself.
 
     Attributes:
         cause: What the driver said, e.g. ``"connection refused"``.

@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,8 +38,8 @@ _T = TypeVar("_T")
 
 SCHEMA_VERSION = 2
 """The schema this windowkeeper reads and writes. Version 1 had no ``sessions`` table (appends
-took the next index from ``MAX(idx)``); opening a version-1 schema with ``migrate=True`` adds it
-and fills it from the units, in one transaction."""
+took the next index from ``MAX(idx)``) and no ``unit_key`` (what makes a retried append land
+once); opening a version-1 schema with ``migrate=True`` adds both, in one transaction."""
 
 _V1 = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -78,6 +79,8 @@ CREATE TABLE IF NOT EXISTS {s}.sessions (
 INSERT INTO {s}.sessions (session_id, next_idx)
     SELECT session_id, MAX(idx) + 1 FROM {s}.units GROUP BY session_id
     ON CONFLICT (session_id) DO NOTHING;
+ALTER TABLE {s}.units ADD COLUMN IF NOT EXISTS unit_key TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS units_key ON {s}.units (session_id, unit_key);
 """,
 }
 
@@ -125,9 +128,12 @@ class PostgresStore:
     - **One summariser per session.** :meth:`lease` takes a session-level advisory lock on a
       connection of its own; memories use it so a session's next summary is made once. If the
       holder dies, the server releases the lock and another process takes over.
-    - **Connection loss.** A call that cannot reach the server raises
-      :class:`~windowkeeper.StoreUnavailableError` naming the cause; nothing of it was committed.
-      The pool checks each connection before handing it out and reconnects by itself.
+    - **Connection loss.** A write whose connection is lost is tried again, on a fresh
+      connection, for up to ``timeout`` seconds; each unit carries a key, so a retry first finds
+      what an earlier try committed and a unit is never stored twice. Past ``timeout`` the call
+      raises :class:`~windowkeeper.StoreUnavailableError` naming the cause (a read raises at
+      once). Nothing half-written is ever visible. The pool checks each connection before
+      handing it out and reconnects by itself.
     - **Schema.** Tables live in their own schema (``schema=``). The version is recorded and
       older versions are upgraded in one transaction when ``migrate`` is on; a newer version is
       refused.
@@ -296,8 +302,28 @@ class PostgresStore:
                 return work(conn)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailableError(
-                f"PostgreSQL at {redact(self.dsn)}: the call was not committed", cause=_cause(exc)
+                f"PostgreSQL at {redact(self.dsn)} is unreachable", cause=_cause(exc)
             ) from exc
+
+    def _write(self, work: Callable[[psycopg.Connection[Any], bool], _T]) -> _T:
+        """``work(connection, retry)`` in :meth:`_run`, tried again while the server is away.
+
+        A connection lost mid-call leaves its outcome unknown (the commit may have landed), so
+        ``work`` is told when it is a retry and first looks for what the earlier try wrote.
+        Tries stop after ``timeout`` seconds; the last error is raised.
+        """
+        deadline = time.monotonic() + self.timeout
+        retry = False
+        pause = 0.05
+        while True:
+            try:
+                return self._run(lambda conn, again=retry: work(conn, again))
+            except StoreUnavailableError:
+                if self._closed or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            retry = True
 
     # ------------------------------------------------------------------------------ units
 
@@ -307,8 +333,12 @@ class PostgresStore:
         session = unit.session_id or DEFAULT_SESSION
         payload = _payload(unit)
 
-        def work(conn: psycopg.Connection[Any]) -> None:
+        key = uuid.uuid4().hex
+
+        def work(conn: psycopg.Connection[Any], retry: bool) -> None:
             with conn.transaction():
+                if retry and self._landed(conn, session, key) is not None:
+                    return  # the lost try had committed it
                 conn.execute(
                     f"INSERT INTO {s}.sessions VALUES (%s, 0) ON CONFLICT (session_id) DO NOTHING",
                     (session,),
@@ -326,11 +356,11 @@ class PostgresStore:
                     )
                     check_append(unit, int(count))  # raises: rolls the transaction back
                 conn.execute(
-                    f"INSERT INTO {s}.units VALUES (%s, %s, %s, %s, %s)",
-                    (session, unit.index, unit.timestamp, time.time(), payload),
+                    f"INSERT INTO {s}.units VALUES (%s, %s, %s, %s, %s, %s)",
+                    (session, unit.index, unit.timestamp, time.time(), payload, key),
                 )
 
-        self._run(work)
+        self._write(work)
 
     def append_next(self, unit: Unit) -> Unit:
         """Store the unit at its session's next index, whatever ``unit.index`` says.
@@ -345,8 +375,13 @@ class PostgresStore:
         session = unit.session_id or DEFAULT_SESSION
         payload = _payload(unit)
 
-        def work(conn: psycopg.Connection[Any]) -> int:
+        key = uuid.uuid4().hex
+
+        def work(conn: psycopg.Connection[Any], retry: bool) -> int:
             with conn.transaction():
+                landed = self._landed(conn, session, key) if retry else None
+                if landed is not None:
+                    return landed  # the lost try had committed it: stored once
                 (index,) = _one(
                     conn.execute(
                         f"INSERT INTO {s}.sessions AS t VALUES (%s, 1) ON CONFLICT (session_id) "
@@ -355,15 +390,23 @@ class PostgresStore:
                     )
                 )
                 conn.execute(
-                    f"INSERT INTO {s}.units VALUES (%s, %s, %s, %s, %s)",
-                    (session, index, unit.timestamp, time.time(), payload),
+                    f"INSERT INTO {s}.units VALUES (%s, %s, %s, %s, %s, %s)",
+                    (session, index, unit.timestamp, time.time(), payload, key),
                 )
                 return int(index)
 
-        index = self._run(work)
+        index = self._write(work)
         return Unit(
             index=index, messages=unit.messages, session_id=session, timestamp=unit.timestamp
         )
+
+    def _landed(self, conn: psycopg.Connection[Any], session: str, key: str) -> int | None:
+        """The index a unit written under ``key`` got, if an earlier try committed it."""
+        row = conn.execute(
+            f"SELECT idx FROM {self.schema}.units WHERE session_id = %s AND unit_key = %s",
+            (session, key),
+        ).fetchone()
+        return int(row[0]) if row is not None else None
 
     def units(
         self, session_id: str = DEFAULT_SESSION, start: int = 0, stop: int | None = None
@@ -413,8 +456,15 @@ class PostgresStore:
         """Append a summary version (the session's latest + 1), atomically with what it covers."""
         s = self.schema
 
-        def work(conn: psycopg.Connection[Any]) -> None:
+        def work(conn: psycopg.Connection[Any], retry: bool) -> None:
             with conn.transaction():
+                latest = self._latest(conn, record.session_id) if retry else None
+                if latest is not None and (latest.version, latest.covers, latest.levels) == (
+                    record.version,
+                    record.covers,
+                    record.levels,
+                ):
+                    return  # the lost try had committed it
                 # the session's row serialises summary commits as it does appends
                 conn.execute(
                     f"INSERT INTO {s}.sessions AS t VALUES (%s, 0) ON CONFLICT (session_id) "
@@ -433,7 +483,7 @@ class PostgresStore:
                     ),
                 )
 
-        self._run(work)
+        self._write(work)
 
     def latest_summary(self, session_id: str = DEFAULT_SESSION) -> SummaryRecord | None:
         """The newest summary version of the session, if any."""
@@ -500,7 +550,7 @@ class PostgresStore:
         if not data:
             return
 
-        def work(conn: psycopg.Connection[Any]) -> None:
+        def work(conn: psycopg.Connection[Any], retry: bool) -> None:  # an upsert: a retry is safe
             with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(
                     f"INSERT INTO {s}.vectors VALUES (%s, %s, %s, %s) "
@@ -508,7 +558,7 @@ class PostgresStore:
                     data,
                 )
 
-        self._run(work)
+        self._write(work)
 
     def load_vectors(self, session_id: str, model_id: str) -> list[tuple[int, bytes]]:
         """Every (unit index, vector bytes) row of the session for the model, by index."""
