@@ -151,7 +151,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where the database files go")
     parser.add_argument("--stores", nargs="+", choices=STORES, default=STORES)
     parser.add_argument(
-        "--postgres-dsn", default=None, help="a PostgreSQL server to use (default: pgserver starts one)"
+        "--postgres-dsn",
+        default=None,
+        help="a PostgreSQL server to use (default: pgserver starts one)",
     )
     args = parser.parse_args()
     if args.text == "locomo":

@@ -11,6 +11,7 @@ its session and releases the lock, and another process picks the work up).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -317,7 +318,7 @@ class PostgresStore:
         pause = 0.05
         while True:
             try:
-                return self._run(lambda conn, again=retry: work(conn, again))
+                return self._run(functools.partial(_call_with, work, retry))
             except StoreUnavailableError:
                 if self._closed or time.monotonic() + pause > deadline:
                     raise
@@ -590,6 +591,10 @@ class PostgresStore:
 
 def _payload(unit: Unit) -> str:
     return json.dumps(messages_to_openai(unit.messages, include_metadata=True), ensure_ascii=False)
+
+
+def _call_with(work: Callable[[Any, bool], _T], retry: bool, conn: Any) -> _T:
+    return work(conn, retry)
 
 
 def _one(cursor: Any) -> tuple[Any, ...]:
