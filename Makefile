@@ -15,7 +15,7 @@ setup:  ## install uv if missing and sync the workspace (CPU-only, offline-safe 
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --all-groups
 
-demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, MiniLM) and clone, then the LangChain agent, the LlamaIndex chat engine and RAG-chunk compression
+demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, MiniLM) and clone, then the LangChain agent, the LlamaIndex chat engine, RAG-chunk compression and two app servers on PostgreSQL
 	@mkdir -p $(OUT)
 	$(RUN) windowkeeper audit $(TRANSCRIPT) --plot $(OUT)/creep.png
 	$(RUN) windowkeeper plan
@@ -26,6 +26,7 @@ demo: setup  ## audit + plan + kv, replay with the layered memory (fact notes, M
 	$(RUN) python examples/langchain_agent.py
 	$(RUN) python examples/llama_index_chat.py
 	$(RUN) python examples/rag_compression.py
+	$(RUN) python examples/postgres_two_servers.py
 
 test: setup lint typecheck pytest docs-check  ## install everything, then lint, types, tests and a strict docs build
 
@@ -49,6 +50,7 @@ bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand (LoCoMo re
 	$(RUN) python bench/bench_locomo.py
 	$(RUN) python bench/bench_langchain.py
 	$(RUN) python bench/bench_llama_index.py
+	$(RUN) python bench/bench_postgres.py
 
 docs: setup  ## build the documentation site into site/
 	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict
