@@ -91,3 +91,20 @@ def _continue_after_restart(store: PostgresChatStore, reopened: PostgresChatStor
         "Thanks!",
     ]
     assert [m.content for m in again.get()][-1] == "Thanks!"  # the turn in progress, held
+
+
+async def test_the_async_methods_work_on_the_shared_store(
+    postgres: Postgres, pg_schema: str
+) -> None:
+    memory = WindowkeeperMemory(
+        session_id=f"async-{pg_schema}", path=postgres.dsn, strategy="window"
+    )
+    await memory.aput_messages(
+        [
+            ChatMessage(role=MessageRole.USER, content="Hi, order A-9?"),
+            ChatMessage(role=MessageRole.ASSISTANT, content="Shipped."),
+        ]
+    )
+    await memory.aput(ChatMessage(role=MessageRole.USER, content="Thanks"))
+    assert [m.content for m in await memory.aget()] == ["Hi, order A-9?", "Shipped.", "Thanks"]
+    assert len(await memory.aget_all()) == 3

@@ -400,3 +400,20 @@ class TestAssemblerEditor:
         assert edited.report.prompt_tokens == COUNTER.count_messages(edited.messages)
         with pytest.raises(InvalidConfigError, match="editor"):
             ContextAssembler(COUNTER, budget, editor="yes")  # type: ignore[arg-type]
+
+
+async def test_call_blocking_leaves_the_event_loop_only_for_a_shared_store() -> None:
+    import threading
+
+    from windowkeeper.adapters import call_blocking
+    from windowkeeper.stores import MemoryStore
+
+    class Shared:
+        shared = True
+
+    loop_thread = threading.get_ident()
+    inline = await call_blocking(MemoryStore(), threading.get_ident)
+    moved = await call_blocking(Shared(), threading.get_ident)
+    assert inline == loop_thread  # in-process or SQLite: no thread hop
+    assert moved != loop_thread  # over the network: a worker thread, the loop keeps serving
+    assert await call_blocking(Shared(), lambda a, *, b: a + b, 1, b=2) == 3

@@ -36,6 +36,7 @@ from windowkeeper import (
     ToolSelector,
     UtilizationMonitor,
 )
+from windowkeeper.adapters import call_blocking
 from windowkeeper.memory import Summarizer
 
 from langchain_windowkeeper._engine import Engine, MemoryChoice, last_user_index
@@ -170,8 +171,8 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any] | AIMessage]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        """Async twin of :meth:`wrap_model_call`."""
-        prepared, out = self._prepare(request)
+        """Async twin of :meth:`wrap_model_call` (a shared store is read off the event loop)."""
+        prepared, out = await call_blocking(self.engine.store, self._prepare, request)
         return self._finish(await handler(prepared), out, request)
 
     def after_agent(self, state: WindowkeeperState, runtime: Runtime[Any]) -> dict[str, Any] | None:
@@ -182,8 +183,8 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
     async def aafter_agent(
         self, state: WindowkeeperState, runtime: Runtime[Any]
     ) -> dict[str, Any] | None:
-        """Async twin of :meth:`after_agent`."""
-        self._store_run(state, runtime)
+        """Async twin of :meth:`after_agent` (a shared store is written off the event loop)."""
+        await call_blocking(self.engine.store, self._store_run, state, runtime)
         return None
 
     def close(self) -> None:

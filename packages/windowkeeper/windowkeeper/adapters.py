@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ConvertedUnits",
     "PairEmbedder",
+    "call_blocking",
     "check_compress_zones",
     "check_compressor",
     "convert_each",
@@ -221,3 +222,17 @@ def _rows(vectors: Any) -> list[list[float]]:
 
     array = normalize(np.asarray(vectors, dtype=np.float32))
     return [[float(x) for x in row] for row in array]
+
+
+async def call_blocking(store: object, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args, **kwargs)`` from a framework's async method, off the event loop when needed.
+
+    A store other processes share (``store.shared``, PostgreSQL) answers over the network, so
+    the call runs on a worker thread and the event loop keeps serving other requests; with an
+    in-process or SQLite store it runs inline (a thread hop would cost more than the call).
+    """
+    if getattr(store, "shared", False) is True:
+        import asyncio
+
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return fn(*args, **kwargs)

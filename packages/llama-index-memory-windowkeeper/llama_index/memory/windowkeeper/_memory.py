@@ -15,7 +15,7 @@ from windowkeeper import (
     TurnLog,
     build_memory,
 )
-from windowkeeper.adapters import ConvertedUnits
+from windowkeeper.adapters import ConvertedUnits, call_blocking
 from windowkeeper.stores import open_store
 
 from llama_index.core.base.llms.types import ChatMessage
@@ -188,8 +188,8 @@ class WindowkeeperMemory(BaseMemory):
         return [*self._shown.view_messages(self._log.session, view), *pending]
 
     async def aget(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
-        """:meth:`get` (works inside a running event loop)."""
-        return self.get(input, **kwargs)
+        """:meth:`get` (works inside a running event loop; a shared store is read off it)."""
+        return await call_blocking(self._store, self.get, input, **kwargs)
 
     def get_all(self) -> list[ChatMessage]:
         """Every stored message of the current session, then a turn in progress."""
@@ -198,7 +198,7 @@ class WindowkeeperMemory(BaseMemory):
 
     async def aget_all(self) -> list[ChatMessage]:
         """:meth:`get_all`."""
-        return self.get_all()
+        return await call_blocking(self._store, self.get_all)
 
     # ------------------------------------------------------------------------------ writes
 
@@ -208,7 +208,7 @@ class WindowkeeperMemory(BaseMemory):
 
     async def aput(self, message: ChatMessage) -> None:
         """:meth:`put`."""
-        self.put_messages([message])
+        await call_blocking(self._store, self.put_messages, [message])
 
     def put_messages(self, messages: list[ChatMessage]) -> None:
         """Store messages (a finished turn is stored at once)."""
@@ -222,7 +222,7 @@ class WindowkeeperMemory(BaseMemory):
 
     async def aput_messages(self, messages: list[ChatMessage]) -> None:
         """:meth:`put_messages`."""
-        self.put_messages(messages)
+        await call_blocking(self._store, self.put_messages, messages)
 
     def set(self, messages: list[ChatMessage]) -> None:
         """Replace the history: continue in a fresh session holding ``messages`` (nothing deleted)."""
@@ -240,7 +240,7 @@ class WindowkeeperMemory(BaseMemory):
 
     async def aset(self, messages: list[ChatMessage]) -> None:
         """:meth:`set`."""
-        self.set(messages)
+        await call_blocking(self._store, self.set, messages)
 
     def reset(self) -> None:
         """Start afresh in a new session; the stored turns are kept (a chat store clears its key)."""
@@ -255,7 +255,7 @@ class WindowkeeperMemory(BaseMemory):
 
     async def areset(self) -> None:
         """:meth:`reset`."""
-        self.reset()
+        await call_blocking(self._store, self.reset)
 
 
 def _check(data: dict[str, Any]) -> None:
