@@ -18,6 +18,7 @@ from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_windowkeeper import WindowkeeperMiddleware, to_core_messages
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -733,5 +734,55 @@ def test_a_compressor_shortens_older_tool_results_and_never_the_user_message() -
     assert all(call[0] in asks for call in fake.calls)
     kept = [m for m in out["messages"] if isinstance(m, ToolMessage)]
     assert all(m.text in whole for m in kept)  # the checkpointed thread keeps them whole
-    with pytest.raises(InvalidConfigError, match=r"compress_zones must be .*got \['tools'\]"):
-        WindowkeeperMiddleware(compress_zones=["tools"])  # checked at once, not on a first call
+    with pytest.raises(InvalidConfigError, match=r"compress_zones must be .*got \['user'\]"):
+        WindowkeeperMiddleware(compress_zones=["user"])  # checked at once, not on a first call
+
+
+def test_a_compressor_shortens_tool_descriptions_instead_of_dropping_tools() -> None:
+    from tests.test_windowkeeper.test_assembler_compressor import RateCompressor
+
+    prose = " It looks the record up in the order system and returns what it finds there." * 8
+
+    @tool(description="Look up orders, shipments and deliveries matching the query." + prose)
+    def find_order(query: str) -> str:
+        return f"Order {query}: shipped."
+
+    @tool(description="Search the refund, return and warranty policies." + prose)
+    def find_policy(query: str) -> str:
+        return f"Policy on {query}: 30 days."
+
+    budget = Budget(context_window=8_000, generation_reserve=500, zone_limits={"tools": 260})
+    runs = []
+    for compressor in (None, RateCompressor()):
+        model = RecordingChatModel()
+        agent = create_agent(
+            model,
+            tools=[find_order, find_policy],
+            system_prompt=SYSTEM,
+            middleware=[
+                WindowkeeperMiddleware(
+                    "gpt-4o",
+                    memory="window",
+                    budget=budget,
+                    embeddings=None,
+                    compressor=compressor,
+                    compress_zones=("tools",),
+                )
+            ],
+            checkpointer=InMemorySaver(),
+        )
+        out = agent.invoke({"messages": [HumanMessage("Where is order A-7?")]}, config("tools"))
+        runs.append((model, out))
+    (plain, _), (model, out) = runs
+    assert len(plain.request_tools[0]) == 1  # without a compressor one tool had to go
+    sent = model.request_tools[0]
+    assert [t["function"]["name"] for t in sent] == ["find_order", "find_policy"]
+    for schema, original in zip(sent, (find_order, find_policy), strict=True):
+        full = convert_to_openai_tool(original)["function"]
+        assert schema["function"]["parameters"] == full["parameters"]  # untouched
+        assert len(schema["function"]["description"]) < len(full["description"])
+    assert out["windowkeeper"]["report"]["zones"]["tools"] <= 260
+    request = to_core_messages(model.requests[0])
+    assert CORE.count_messages(request, tools=sent) - CORE.count_messages(request) <= 260
+    tool_results = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert {m.text for m in tool_results} == {"Order first: shipped.", "Policy on second: 30 days."}

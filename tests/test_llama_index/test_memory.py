@@ -923,3 +923,20 @@ def test_budgeted_llm_compresses_an_oversized_system_prompt_when_allowed() -> No
         BudgetedLLM(llm=rec, compressor=fake, compress_zones=("user",))
     with pytest.raises(InvalidConfigError, match="compressor must have compress"):
         BudgetedLLM(llm=rec, compressor=object())
+
+
+def test_budgeted_llm_sends_only_the_tools_it_budgeted_with() -> None:
+    """A tools zone too small for every tool: the request carries the tools that were counted."""
+    tools = agent_tools()
+    one = tokens([ChatMessage(role=MessageRole.USER, content="hi")], tools[:1])
+    bare = tokens([ChatMessage(role=MessageRole.USER, content="hi")])
+    budget = Budget(
+        context_window=4000, generation_reserve=500, zone_limits={"tools": one - bare + 2}
+    )
+    rec = RecordingLLM()
+    llm = BudgetedLLM(llm=rec, budget=budget)
+    llm.chat_with_tools(tools, user_msg="Where is order D-1?")
+    assert len(rec.tools[-1]) == 1  # the other tool did not fit its zone: not sent
+    assert llm.last_report.zones["tools"] <= one - bare + 2
+    with pytest.raises(InvalidConfigError, match="must not include 'tools' for BudgetedLLM"):
+        BudgetedLLM(llm=rec, compress_zones=("rag", "tools"))

@@ -132,7 +132,7 @@ SYSTEM = "You are the support agent of a parcel company. Answer briefly and poli
 
 def test_compress_zones_is_checked() -> None:
     budget = Budget(context_window=8_000, generation_reserve=500)
-    for bad in ("system", ["rag", "tools"], ["user"]):
+    for bad in ("system", ["rag", "reserve"], ["user"]):
         with pytest.raises(InvalidConfigError, match="compress_zones must be a collection of"):
             ContextAssembler(COUNTER, budget, compressor=RateCompressor(), compress_zones=bad)  # type: ignore[arg-type]
 
@@ -212,3 +212,55 @@ def test_history_tool_results_are_compressed_but_not_the_newest_turns() -> None:
     assert out.messages[-1].text == user
     saved = sum(d.tokens for d in out.report.dropped if "(compressed)" in d.what)
     assert out.report.prompt_tokens == plain.report.prompt_tokens - saved
+
+
+def long_tools() -> list[dict[str, object]]:
+    prose = "Looks the record up in the order system and returns its current state. " * 6
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": f"tool_{i}",
+                "description": f"Tool {i}. " + prose,
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "order_id": {"type": "string", "description": "The order id. " + prose},
+                        "mode": {"type": "string", "enum": ["fast", "full"]},
+                    },
+                    "required": ["order_id"],
+                },
+            },
+        }
+        for i in range(4)
+    ]
+
+
+def test_tool_descriptions_are_compressed_before_any_tool_is_dropped() -> None:
+    import copy
+    import json
+
+    budget = Budget(context_window=8_000, generation_reserve=500, zone_limits={"tools": 600})
+    tools = long_tools()
+    original = copy.deepcopy(tools)
+    plain = ContextAssembler(COUNTER, budget).assemble("Where is A-1?", tools=tools)
+    assert len(plain.tools) < 4  # without compression the selector drops tools
+    fake = RateCompressor()
+    asm = ContextAssembler(COUNTER, budget, compressor=fake, compress_zones=("tools",))
+    out = asm.assemble("Where is A-1?", tools=tools)
+    assert [t["function"]["name"] for t in out.tools] == [f"tool_{i}" for i in range(4)]
+    assert out.report.zones["tools"] <= 600
+    assert tools == original  # the caller's schemas untouched
+    for kept, before in zip(out.tools, original, strict=True):
+        json.dumps(kept)  # still JSON
+        fn, was = kept["function"], before["function"]
+        assert fn["description"] != was["description"]
+        assert fn["parameters"]["required"] == was["parameters"]["required"]
+        props, old = fn["parameters"]["properties"], was["parameters"]["properties"]
+        assert props["mode"] == old["mode"]  # types and enums exactly as they were
+        assert set(props) == set(old)
+    assert fake.calls[0][0] == ""  # question-blind
+    again = asm.assemble("A different question", tools=tools)
+    assert again.prefix_fingerprint == out.prefix_fingerprint  # byte-stable prefix
+    assert len(fake.calls) == 1  # cached
+    assert any(d.zone == "tools" and "(compressed)" in d.what for d in out.report.dropped)

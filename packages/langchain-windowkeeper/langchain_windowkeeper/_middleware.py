@@ -96,8 +96,8 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
         compressor: A :class:`~windowkeeper.Compressor` (``windowkeeper-llmlingua``'s
             ``ChunkCompressor``) for the zones ``compress_zones`` allows: ``"system"`` (a system
             prompt that does not fit is compressed, cached, the prefix stable) and ``"history"``
-            (the shown history's older tool results, for the user's question). The user's
-            message is never compressed.
+            (the shown history's older tool results, for the user's question) and ``"tools"``
+            (tool descriptions, before a tool is dropped). The user's message never is.
         compress_zones: Where the compressor may work (default ``("rag",)``).
         session_id: The conversation id when the run has no ``thread_id``.
         **memory_options: Passed to the memory (``recent_units=``, ``summary_tokens=``, ...).
@@ -265,9 +265,16 @@ class WindowkeeperMiddleware(AgentMiddleware[WindowkeeperState, Any, Any]):
             chat_model=request.model,
         )
         overrides: dict[str, Any] = {"messages": sent}
-        if len(out.tools) != len(schemas):
+        originals = {id(o) for o in schemas}
+        shortened = any(id(t) not in originals for t in out.tools)
+        if len(out.tools) != len(schemas) or shortened:
+            # a dropped tool is left out; one whose descriptions were compressed is sent as its
+            # shortened schema (what the budget counted); the agent runs tools by name either way
             overrides["tools"] = [
-                *(by_name[t["function"]["name"]] for t in out.tools),
+                *(
+                    by_name[t["function"]["name"]] if id(t) in originals else dict(t)
+                    for t in out.tools
+                ),
                 *opaque,
             ]
         return request.override(**overrides), out

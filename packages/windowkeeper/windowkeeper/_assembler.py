@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,9 +36,10 @@ _T = TypeVar("_T")
 
 ChunkOrder = Literal["ascending", "edges"]
 
-COMPRESSIBLE_ZONES = ("rag", "system", "history")
-"""The zones a compressor may work in (``ContextAssembler(compress_zones=...)``): never the user's
-message, never tool schemas (their JSON must stay whole)."""
+COMPRESSIBLE_ZONES = ("rag", "system", "history", "tools")
+"""The zones a compressor may work in (``ContextAssembler(compress_zones=...)``); never the user's
+message. In the tools zone only the descriptions are compressed: names, parameters, types and
+the JSON around them stay as they are."""
 """``ascending``: weakest chunk first, the best right before the user message. ``edges``: the best
 next to the user message and the second best first, the weakest in the middle."""
 
@@ -132,7 +134,9 @@ class ContextAssembler:
             from fitting at all, is compressed to fit (question-blind and cached, so the prefix
             stays byte-stable); ``"history"``: the tool results of the shown history, except
             the newest turn's, are compressed at the compressor's own rate for the question
-            (their calls and ids untouched). The user's message is never compressed.
+            (their calls and ids untouched); ``"tools"``: when the tool schemas are over their
+            zone, their descriptions are compressed (question-blind, cached) before any tool is
+            dropped; names, parameters and types stay. The user's message is never compressed.
 
     Example:
         >>> asm = ContextAssembler(TokenCounter("gpt-4o"), Budget(context_window=400, generation_reserve=100))
@@ -339,6 +343,23 @@ class ContextAssembler:
                 )
 
         space = limit - base
+        if (
+            tool_list
+            and self.compressor is not None
+            and "tools" in self.compress_zones
+            and all_tools > min(limits.get("tools", space), space)
+        ):
+            room = min(limits.get("tools", space), space)
+            need = all_tools - room
+            for _ in range(3):  # descriptions do not count quite alone in the tool block
+                shorter, described = self._compress_tools(tool_list, need)
+                cost = tools_cost(shorter)
+                if cost <= room or not described:
+                    break
+                need += cost - room
+            if cost < all_tools:  # before any tool is dropped, their descriptions get shorter
+                tool_list, all_tools = shorter, cost
+                dropped.extend(described)
         kept_tools = tool_list
         if tool_list:
             tools_limit = min(limits.get("tools", space), space)
@@ -507,6 +528,60 @@ class ContextAssembler:
             )
         return messages, report
 
+    def _compress_tools(
+        self, tools: list[Mapping[str, Any]], over: int
+    ) -> tuple[list[Mapping[str, Any]], list[Dropped]]:
+        """The tools with their descriptions compressed to save about ``over`` tokens.
+
+        Only description strings change (the function's and its parameters'), for no question
+        and cached, so the schemas stay valid JSON and the prefix stays byte-stable. Copies are
+        returned; the caller's schemas are untouched.
+        """
+        assert self.compressor is not None
+        counter = self.counter
+        spots: list[tuple[int, tuple[str | int, ...], str]] = []  # (tool, path, text)
+        for i, tool in enumerate(tools):
+            for path, text in _descriptions(tool):
+                spots.append((i, path, text))
+        if not spots:
+            return tools, []
+        texts = tuple(text for _, _, text in spots)
+        before = [counter.count(t) for t in texts]
+        goal = max(sum(before) - over, sum(before) // 5)
+        key = (("tools", *texts), goal)
+        out = self._system_cache.get(key)
+        if out is None:
+            outcome = self.compressor.compress(
+                [Chunk(text=t, score=1.0, id=f"description {n}") for n, t in enumerate(texts)],
+                "",
+                target_tokens=goal,
+            )
+            out = tuple(e.original.text if e.dropped else e.chunk.text for e in outcome.chunks)
+            if len(self._system_cache) >= 16:
+                self._system_cache.pop(next(iter(self._system_cache)))
+            self._system_cache[key] = out
+        copies = [copy.deepcopy(dict(t)) for t in tools]
+        saved: dict[int, int] = {}
+        for (i, path, _), new, cost in zip(spots, out, before, strict=True):
+            after = counter.count(new)
+            if after >= cost:
+                continue
+            target: Any = copies[i]
+            for step in path[:-1]:
+                target = target[step]
+            target[path[-1]] = new
+            saved[i] = saved.get(i, 0) + cost - after
+        report = [
+            Dropped(
+                zone="tools",
+                what=f"tool {tool_name(tools[i])} descriptions (compressed)",
+                tokens=tokens,
+                reason="descriptions compressed (names, parameters and types unchanged)",
+            )
+            for i, tokens in sorted(saved.items())
+        ]
+        return [copies[i] if i in saved else tools[i] for i in range(len(tools))], report
+
     def _compress_history(
         self, shown: list[Message], view: MemoryView, question: str
     ) -> tuple[list[Message], tuple[Dropped, ...]]:
@@ -619,6 +694,32 @@ class ContextAssembler:
             dropped=tuple(older_dropped(history, costs, cut)),
             tokens=sum(costs[cut:]),
         )
+
+
+def _descriptions(tool: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every description string of a tool schema, with its path (function and parameters)."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    root: tuple[str | int, ...] = ("function",) if isinstance(tool.get("function"), Mapping) else ()
+    fn = tool.get("function", tool)
+    if not isinstance(fn, Mapping):
+        return found
+    if isinstance(fn.get("description"), str) and fn["description"].strip():
+        found.append(((*root, "description"), fn["description"]))
+
+    def walk(node: object, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                if k == "description" and isinstance(v, str) and v.strip():
+                    found.append(((*path, k), v))
+                elif isinstance(v, Mapping | list):
+                    walk(v, (*path, k))
+        elif isinstance(node, list):
+            for n, v in enumerate(node):
+                walk(v, (*path, n))
+
+    key = "parameters" if "parameters" in fn else "input_schema"
+    walk(fn.get(key), (*root, key))
+    return found
 
 
 def check_compress_zones(zones: object) -> frozenset[str]:

@@ -57,7 +57,8 @@ class BudgetedLLM(FunctionCallingLLM):
         compressor: A :class:`~windowkeeper.Compressor` (``windowkeeper-llmlingua``'s
             ``ChunkCompressor``) for the zones ``compress_zones`` allows: ``"system"`` (a system
             prompt that does not fit is compressed, cached, the prefix stable) and ``"history"``
-            (earlier turns' tool results, for the user's question). The user's message never is.
+            (earlier turns' tool results, for the user's question); not ``"tools"`` (LlamaIndex
+            tools carry their schemas as pydantic models). The user's message never is.
         compress_zones: Where the compressor may work (default ``("rag",)``).
 
     Example:
@@ -94,7 +95,13 @@ class BudgetedLLM(FunctionCallingLLM):
                 f"budget must be a Budget or None; got {type(budget).__name__}"
             )
         check_compressor(data.get("compressor"))
-        check_compress_zones(data.get("compress_zones", ("rag",)))
+        zones = check_compress_zones(data.get("compress_zones", ("rag",)))
+        if "tools" in zones:
+            raise InvalidConfigError(
+                "compress_zones must not include 'tools' for BudgetedLLM: LlamaIndex tools carry "
+                "their schemas as pydantic models, which it cannot send shortened; got "
+                f"{data.get('compress_zones')!r} (use 'rag', 'system' and 'history')"
+            )
         super().__init__(**data)
 
     def model_post_init(self, context: Any, /) -> None:
@@ -193,16 +200,23 @@ class BudgetedLLM(FunctionCallingLLM):
             raise InvalidConfigError(
                 f"tools need a function-calling LLM; {type(inner).__name__} is not one"
             )
-        prepared = inner._prepare_chat_with_tools_compat(
-            tools,
-            user_msg=user_msg,
-            chat_history=chat_history,
-            verbose=verbose,
-            allow_parallel_tool_calls=allow_parallel_tool_calls,
-            tool_required=tool_required,
+        options: dict[str, Any] = {
+            "user_msg": user_msg,
+            "chat_history": chat_history,
+            "verbose": verbose,
+            "allow_parallel_tool_calls": allow_parallel_tool_calls,
+            "tool_required": tool_required,
             **kwargs,
-        )
-        prepared["messages"] = self.fit(prepared.get("messages", []), tools)
+        }
+        prepared = inner._prepare_chat_with_tools_compat(tools, **options)
+        messages = self.fit(prepared.get("messages", []), tools)
+        if self._last is not None and len(self._last.tools) < len(tools):
+            # the tools zone was over its limit: send only the tools the budget was made with
+            kept = {t["function"]["name"] for t in self._last.tools}
+            prepared = inner._prepare_chat_with_tools_compat(
+                [t for t in tools if t.metadata.get_name() in kept], **options
+            )
+        prepared["messages"] = messages
         return prepared
 
     def chat_with_tools(self, tools: Sequence[BaseTool], *args: Any, **kwargs: Any) -> ChatResponse:
