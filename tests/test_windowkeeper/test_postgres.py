@@ -376,7 +376,7 @@ def test_a_server_restart_fails_calls_with_a_typed_error_then_recovers(
             assert time.monotonic() - started >= 1.0
             assert info.value.cause
             with pytest.raises(StoreUnavailableError):
-                store.units("r")  # a read raises at once
+                store.units("r")  # a read too, after the same retries
         finally:
             postgres.start()
         deadline = time.time() + 30

@@ -132,8 +132,8 @@ class PostgresStore:
     - **Connection loss.** A write whose connection is lost is tried again, on a fresh
       connection, for up to ``timeout`` seconds; each unit carries a key, so a retry first finds
       what an earlier try committed and a unit is never stored twice. Past ``timeout`` the call
-      raises :class:`~windowkeeper.StoreUnavailableError` naming the cause (a read raises at
-      once). Nothing half-written is ever visible. The pool checks each connection before
+      raises :class:`~windowkeeper.StoreUnavailableError` naming the cause; reads are tried
+      again the same way. Nothing half-written is ever visible. The pool checks each connection before
       handing it out and reconnects by itself.
     - **Schema.** Tables live in their own schema (``schema=``). The version is recorded and
       older versions are upgraded in one transaction when ``migrate`` is on; a newer version is
@@ -284,7 +284,7 @@ class PostgresStore:
     def schema_version(self) -> int:
         """The schema version recorded in the database."""
         s = self.schema
-        row = self._run(
+        row = self._read(
             lambda conn: _one(
                 conn.execute(f"SELECT value FROM {s}.meta WHERE key = 'schema_version'")
             )
@@ -306,6 +306,10 @@ class PostgresStore:
                 f"PostgreSQL at {redact(self.dsn)} is unreachable", cause=_cause(exc)
             ) from exc
 
+    def _read(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """``work(connection)``, tried again while the server is away (reads are idempotent)."""
+        return self._write(functools.partial(_ignore_retry, work))
+
     def _write(self, work: Callable[[psycopg.Connection[Any], bool], _T]) -> _T:
         """``work(connection, retry)`` in :meth:`_run`, tried again while the server is away.
 
@@ -313,6 +317,8 @@ class PostgresStore:
         ``work`` is told when it is a retry and first looks for what the earlier try wrote.
         Tries stop after ``timeout`` seconds; the last error is raised.
         """
+        if self._closed:
+            raise InvalidConfigError(f"{self!r} is closed")
         deadline = time.monotonic() + self.timeout
         retry = False
         pause = 0.05
@@ -414,7 +420,7 @@ class PostgresStore:
     ) -> list[Unit]:
         """The session's units in ``[start, stop)``, in order."""
         s = self.schema
-        rows = self._run(
+        rows = self._read(
             lambda conn: conn.execute(
                 f"SELECT idx, timestamp, messages FROM {s}.units WHERE session_id = %s "
                 "AND idx >= %s AND idx < %s ORDER BY idx",
@@ -434,7 +440,7 @@ class PostgresStore:
     def count(self, session_id: str = DEFAULT_SESSION) -> int:
         """Units stored for the session."""
         s = self.schema
-        row = self._run(
+        row = self._read(
             lambda conn: conn.execute(
                 f"SELECT next_idx FROM {s}.sessions WHERE session_id = %s", (session_id,)
             ).fetchone()
@@ -444,7 +450,7 @@ class PostgresStore:
     def sessions(self) -> list[str]:
         """Every session id with at least one unit, sorted."""
         s = self.schema
-        rows = self._run(
+        rows = self._read(
             lambda conn: conn.execute(
                 f"SELECT session_id FROM {s}.sessions WHERE next_idx > 0 ORDER BY session_id"
             ).fetchall()
@@ -488,7 +494,7 @@ class PostgresStore:
 
     def latest_summary(self, session_id: str = DEFAULT_SESSION) -> SummaryRecord | None:
         """The newest summary version of the session, if any."""
-        return self._run(lambda conn: self._latest(conn, session_id))
+        return self._read(lambda conn: self._latest(conn, session_id))
 
     def _latest(self, conn: psycopg.Connection[Any], session_id: str) -> SummaryRecord | None:
         row = conn.execute(
@@ -564,7 +570,7 @@ class PostgresStore:
     def load_vectors(self, session_id: str, model_id: str) -> list[tuple[int, bytes]]:
         """Every (unit index, vector bytes) row of the session for the model, by index."""
         s = self.schema
-        rows = self._run(
+        rows = self._read(
             lambda conn: conn.execute(
                 f"SELECT idx, vector FROM {s}.vectors WHERE session_id = %s AND model_id = %s "
                 "ORDER BY idx",
@@ -595,6 +601,10 @@ def _payload(unit: Unit) -> str:
 
 def _call_with(work: Callable[[Any, bool], _T], retry: bool, conn: Any) -> _T:
     return work(conn, retry)
+
+
+def _ignore_retry(work: Callable[[Any], _T], conn: Any, retry: bool) -> _T:
+    return work(conn)
 
 
 def _one(cursor: Any) -> tuple[Any, ...]:
