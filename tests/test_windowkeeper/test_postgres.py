@@ -424,3 +424,32 @@ def test_writes_during_a_server_restart_land_once_each(postgres: Postgres, pg_sc
         assert texts == [f"w{n} 0" for n in range(len(texts))]  # in the order written
         assert returned == list(range(len(returned)))  # every returned append is there
         assert len(units) == len(returned)
+
+
+def test_vector_search_in_the_database_stays_in_its_session(store: PostgresStore) -> None:
+    """pgvector (pgserver carries it): the nearest units of one session, indexed or exact."""
+    import numpy as np
+
+    assert store.pgvector
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=8).astype(np.float32)
+    mine = rng.normal(size=(300, 8)).astype(np.float32)
+    theirs = np.tile(query, (300, 1))  # another session's vectors: every one a perfect match
+    store.save_vectors("a", "m", [(i, v.astype("<f4").tobytes()) for i, v in enumerate(mine)])
+    store.save_vectors("b", "m", [(i, v.astype("<f4").tobytes()) for i, v in enumerate(theirs)])
+    cosine = mine @ query / (np.linalg.norm(mine, axis=1) * np.linalg.norm(query))
+    want = [int(i) for i in np.argsort(-cosine)[:5]]
+    exact = store.vector_search("a", "m", query.tolist(), 5)
+    assert [i for i, _ in exact] == want
+    assert all(score < 0.999 for _, score in exact)  # none of b's perfect matches
+    np.testing.assert_allclose([sc for _, sc in exact], cosine[want], rtol=1e-5)
+    name = store.create_vector_index("m", 8)
+    # the index scan meets b's 300 perfect matches first; the search falls back to exact
+    assert [i for i, _ in store.vector_search("a", "m", query.tolist(), 5)] == want
+    assert store.vector_search("b", "m", query.tolist(), 3)[0][1] > 0.999
+    with psycopg.connect(store.dsn) as conn:
+        assert conn.execute("SELECT to_regclass(%s)", (f"{store.schema}.{name}",)).fetchone()[0]
+    with pytest.raises(InvalidConfigError, match="k must be an int >= 1"):
+        store.vector_search("a", "m", query.tolist(), 0)
+    with pytest.raises(InvalidConfigError, match="dimension must be an int >= 1"):
+        store.create_vector_index("m", 0)

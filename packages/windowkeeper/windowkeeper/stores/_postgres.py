@@ -85,6 +85,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS units_key ON {s}.units (session_id, unit_key);
 """,
 }
 
+_EMBEDDINGS = """
+CREATE TABLE IF NOT EXISTS {s}.embeddings (
+    session_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    idx BIGINT NOT NULL,
+    embedding vector NOT NULL,
+    PRIMARY KEY (session_id, model_id, idx)
+);
+"""
+"""Where the pgvector extension is there: the same vectors as pgvector values, for searches in the
+database (:meth:`PostgresStore.vector_search`). Not part of the versioned schema: made when the
+extension can be created, written beside ``vectors`` from then on."""
+
 _SETUP_LOCK = 0x57696E646F77  # "Window": serialises schema set-up between processes
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -197,6 +210,8 @@ class PostgresStore:
         self.timeout = float(timeout)
         self._closed = False
         self._lock = threading.Lock()
+        self.pgvector = False
+        """Whether vectors are also kept as pgvector values (:meth:`vector_search` works)."""
         self._setup(psycopg, migrate)
         self._pool = psycopg_pool.ConnectionPool(
             dsn,
@@ -237,40 +252,9 @@ class PostgresStore:
             ) from exc
         s = self.schema
         try:
-            with conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
-                (found,) = conn.execute("SELECT to_regclass(%s)", (f"{s}.meta",)).fetchone()
-                if found is None:
-                    if not migrate:
-                        raise InvalidConfigError(
-                            f"database {where} has no windowkeeper schema {s!r}: open it once "
-                            "with PostgresStore(dsn, migrate=True) (the default) to create it"
-                        )
-                    conn.execute(_V1.format(s=s))
-                    conn.execute(
-                        f"INSERT INTO {s}.meta VALUES ('schema_version', '1') "
-                        "ON CONFLICT (key) DO NOTHING"
-                    )
-                row = conn.execute(
-                    f"SELECT value FROM {s}.meta WHERE key = 'schema_version'"
-                ).fetchone()
-                version = int(row[0]) if row is not None else 1
-                if version > SCHEMA_VERSION:
-                    raise InvalidConfigError(
-                        f"schema {s!r} in {where} is version {version}, newer than this "
-                        f"windowkeeper reads ({SCHEMA_VERSION}): upgrade windowkeeper"
-                    )
-                if version < SCHEMA_VERSION and not migrate:
-                    raise InvalidConfigError(
-                        f"schema {s!r} in {where} is version {version}; this windowkeeper needs "
-                        f"{SCHEMA_VERSION}: open it once with PostgresStore(dsn, migrate=True)"
-                    )
-                for target in range(version + 1, SCHEMA_VERSION + 1):
-                    conn.execute(_MIGRATIONS[target].format(s=s))
-                    conn.execute(
-                        f"UPDATE {s}.meta SET value = %s WHERE key = 'schema_version'",
-                        (str(target),),
-                    )
+            with conn:
+                self._migrate(conn, migrate)
+                self.pgvector = self._setup_pgvector(conn, psycopg, migrate)
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(
                 f"PostgreSQL at {where} failed during schema set-up", cause=_cause(exc)
@@ -279,6 +263,68 @@ class PostgresStore:
             raise InvalidConfigError(
                 f"schema {s!r} in {where} cannot be set up: {_cause(exc)}"
             ) from exc
+
+    def _setup_pgvector(self, conn: Any, psycopg: Any, migrate: bool) -> bool:
+        """Whether vectors are also kept as pgvector values (creating their table if allowed)."""
+        s = self.schema
+        (found,) = conn.execute("SELECT to_regclass(%s)", (f"{s}.embeddings",)).fetchone()
+        if found is not None:
+            return True
+        if (
+            not migrate
+            or not conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+            ).fetchone()
+        ):
+            return False
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                conn.execute(_EMBEDDINGS.format(s=s))
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error:  # e.g. no right to create the extension: vectors stay bytea only
+            return False
+        return True
+
+    def _migrate(self, conn: Any, migrate: bool) -> None:
+        where = redact(self.dsn)
+        s = self.schema
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
+            (found,) = conn.execute("SELECT to_regclass(%s)", (f"{s}.meta",)).fetchone()
+            if found is None:
+                if not migrate:
+                    raise InvalidConfigError(
+                        f"database {where} has no windowkeeper schema {s!r}: open it once "
+                        "with PostgresStore(dsn, migrate=True) (the default) to create it"
+                    )
+                conn.execute(_V1.format(s=s))
+                conn.execute(
+                    f"INSERT INTO {s}.meta VALUES ('schema_version', '1') "
+                    "ON CONFLICT (key) DO NOTHING"
+                )
+            row = conn.execute(
+                f"SELECT value FROM {s}.meta WHERE key = 'schema_version'"
+            ).fetchone()
+            version = int(row[0]) if row is not None else 1
+            if version > SCHEMA_VERSION:
+                raise InvalidConfigError(
+                    f"schema {s!r} in {where} is version {version}, newer than this "
+                    f"windowkeeper reads ({SCHEMA_VERSION}): upgrade windowkeeper"
+                )
+            if version < SCHEMA_VERSION and not migrate:
+                raise InvalidConfigError(
+                    f"schema {s!r} in {where} is version {version}; this windowkeeper needs "
+                    f"{SCHEMA_VERSION}: open it once with PostgresStore(dsn, migrate=True)"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                conn.execute(_MIGRATIONS[target].format(s=s))
+                conn.execute(
+                    f"UPDATE {s}.meta SET value = %s WHERE key = 'schema_version'",
+                    (str(target),),
+                )
 
     @property
     def schema_version(self) -> int:
@@ -564,6 +610,13 @@ class PostgresStore:
                     "ON CONFLICT (session_id, model_id, idx) DO UPDATE SET vector = EXCLUDED.vector",
                     data,
                 )
+                if self.pgvector:
+                    cur.executemany(
+                        f"INSERT INTO {s}.embeddings VALUES (%s, %s, %s, %s::vector) "
+                        "ON CONFLICT (session_id, model_id, idx) "
+                        "DO UPDATE SET embedding = EXCLUDED.embedding",
+                        [(a, b, c, _vector_text(v)) for a, b, c, v in data],
+                    )
 
         self._write(work)
 
@@ -579,6 +632,83 @@ class PostgresStore:
         )
         return [(int(i), bytes(b)) for i, b in rows]
 
+    def create_vector_index(self, model_id: str, dimension: int) -> str:
+        """Build the HNSW (cosine) index :meth:`vector_search` uses for ``model_id``'s vectors.
+
+        Building it reads every stored vector of the model: do it once, at deploy time, not on a
+        request. Returns the index name.
+
+        Raises:
+            InvalidConfigError: The server has no pgvector, or ``dimension`` is not an int >= 1.
+        """
+        self._need_pgvector()
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+            raise InvalidConfigError(f"dimension must be an int >= 1; got {dimension!r}")
+        name = _index_name(model_id, dimension)
+        literal = model_id.replace("'", "''")
+        self._write(
+            lambda conn, retry: conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {name} ON {self.schema}.embeddings USING hnsw "
+                f"((embedding::vector({dimension})) vector_cosine_ops) "
+                f"WHERE model_id = '{literal}'"
+            )
+        )
+        return name
+
+    def vector_search(
+        self, session_id: str, model_id: str, query: Sequence[float], k: int
+    ) -> list[tuple[int, float]]:
+        """The ``k`` units of one session whose vectors are nearest ``query``, in the database.
+
+        For sessions too large to hold their vectors in the process. ``(unit index, cosine)``,
+        best first, never another session's. Uses the model's HNSW index when
+        :meth:`create_vector_index` made one (approximate, as HNSW is); when the filtered index
+        scan finds fewer than ``k`` of the session's units, the search is redone exactly.
+
+        Raises:
+            InvalidConfigError: The server has no pgvector, or ``k`` is not an int >= 1.
+        """
+        self._need_pgvector()
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidConfigError(f"k must be an int >= 1; got {k!r}")
+        vector = [float(x) for x in query]
+        dim = len(vector)
+        text = _vector_text(vector)
+        s = self.schema
+        literal = model_id.replace("'", "''")  # a literal, so the model's partial index applies
+        sql = (
+            f"SELECT idx, 1 - (embedding::vector({dim}) <=> %s::vector({dim})) FROM {s}.embeddings "
+            f"WHERE session_id = %s AND model_id = '{literal}' "
+            f"ORDER BY embedding::vector({dim}) <=> %s::vector({dim}) LIMIT %s"
+        )
+        args = (text, session_id, text, k)
+
+        def work(conn: psycopg.Connection[Any]) -> list[tuple[int, float]]:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL hnsw.ef_search = {min(max(40, 4 * k), 1000)}")
+                rows = conn.execute(sql, args).fetchall()
+                if len(rows) < k:  # the filtered index scan may stop short: exact, in the session
+                    (stored,) = _one(
+                        conn.execute(
+                            f"SELECT count(*) FROM {s}.embeddings "
+                            "WHERE session_id = %s AND model_id = %s",
+                            (session_id, model_id),
+                        )
+                    )
+                    if len(rows) < min(k, int(stored)):
+                        conn.execute("SET LOCAL enable_indexscan = off")
+                        rows = conn.execute(sql, args).fetchall()
+            return [(int(i), float(score)) for i, score in rows]
+
+        return self._read(work)
+
+    def _need_pgvector(self) -> None:
+        if not self.pgvector:
+            raise InvalidConfigError(
+                f"{self!r}: the server has no pgvector extension (or no right to create it), "
+                "so there is no search in the database; recall searches in the process"
+            )
+
     # ------------------------------------------------------------------------------ closing
 
     def close(self) -> None:
@@ -593,6 +723,23 @@ class PostgresStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _vector_text(vector: bytes | Sequence[float]) -> str:
+    """A vector (float32 bytes, as stored, or numbers) as pgvector's text input."""
+    if isinstance(vector, bytes | bytearray | memoryview):
+        import numpy as np
+
+        values = np.frombuffer(bytes(vector), dtype="<f4").tolist()
+    else:
+        values = list(vector)
+    return "[" + ",".join(repr(float(x)) for x in values) + "]"
+
+
+def _index_name(model_id: str, dimension: int) -> str:
+    import hashlib
+
+    return f"embeddings_{hashlib.sha1(model_id.encode()).hexdigest()[:12]}_{dimension}"
 
 
 def _payload(unit: Unit) -> str:
