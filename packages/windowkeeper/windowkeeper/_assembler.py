@@ -492,18 +492,7 @@ class ContextAssembler:
         goal = target - (zone - sum(text_tokens))
         if goal <= 0:
             return system, []
-        key = (tuple(listed), goal)
-        out = self._system_cache.get(key)
-        if out is None:
-            outcome = self.compressor.compress(
-                [Chunk(text=t, score=1.0, id=f"system {i}") for i, t in enumerate(listed)],
-                "",
-                target_tokens=goal,
-            )
-            out = tuple(e.original.text if e.dropped else e.chunk.text for e in outcome.chunks)
-            if len(self._system_cache) >= 16:
-                self._system_cache.pop(next(iter(self._system_cache)))
-            self._system_cache[key] = out
+        out = self._blind(listed, goal, "system")
         report: list[Dropped] = []
         messages: list[Message] = []
         at = 0
@@ -528,6 +517,26 @@ class ContextAssembler:
             )
         return messages, report
 
+    def _blind(self, texts: list[str], goal: int, label: str) -> tuple[str, ...]:
+        """``texts`` compressed to ``goal`` tokens for no question, cached (a stable prefix).
+
+        A text the compressor would drop whole is kept as it is.
+        """
+        assert self.compressor is not None
+        key = ((label, *texts), goal)
+        out = self._system_cache.get(key)
+        if out is None:
+            outcome = self.compressor.compress(
+                [Chunk(text=t, score=1.0, id=f"{label} {n}") for n, t in enumerate(texts)],
+                "",
+                target_tokens=goal,
+            )
+            out = tuple(e.original.text if e.dropped else e.chunk.text for e in outcome.chunks)
+            if len(self._system_cache) >= 16:
+                self._system_cache.pop(next(iter(self._system_cache)))
+            self._system_cache[key] = out
+        return out
+
     def _compress_tools(
         self, tools: list[Mapping[str, Any]], over: int
     ) -> tuple[list[Mapping[str, Any]], list[Dropped]]:
@@ -548,18 +557,7 @@ class ContextAssembler:
         texts = tuple(text for _, _, text in spots)
         before = [counter.count(t) for t in texts]
         goal = max(sum(before) - over, sum(before) // 5)
-        key = (("tools", *texts), goal)
-        out = self._system_cache.get(key)
-        if out is None:
-            outcome = self.compressor.compress(
-                [Chunk(text=t, score=1.0, id=f"description {n}") for n, t in enumerate(texts)],
-                "",
-                target_tokens=goal,
-            )
-            out = tuple(e.original.text if e.dropped else e.chunk.text for e in outcome.chunks)
-            if len(self._system_cache) >= 16:
-                self._system_cache.pop(next(iter(self._system_cache)))
-            self._system_cache[key] = out
+        out = self._blind(list(texts), goal, "description")
         copies = [copy.deepcopy(dict(t)) for t in tools]
         saved: dict[int, int] = {}
         for (i, path, _), new, cost in zip(spots, out, before, strict=True):

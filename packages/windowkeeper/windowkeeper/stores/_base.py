@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
@@ -110,3 +111,17 @@ def check_summary(record: SummaryRecord, latest: SummaryRecord | None) -> None:
         raise InvalidConfigError(
             f"record.covers must be >= {latest.covers} (coverage never shrinks); got {record.covers!r}"
         )
+
+
+def summary_from_row(session_id: str, row: Sequence[Any] | None) -> SummaryRecord | None:
+    """A stored summary row ``(version, covers, levels as JSON, created_at)`` as a record."""
+    if row is None:
+        return None
+    version, covers, levels, created = row
+    return SummaryRecord(
+        session_id=session_id,
+        version=int(version),
+        covers=int(covers),
+        levels=tuple(json.loads(str(levels))),
+        created_at=float(created),
+    )

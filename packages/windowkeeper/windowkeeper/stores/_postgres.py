@@ -28,7 +28,13 @@ from windowkeeper.exceptions import (
     ModelNotInstalledError,
     StoreUnavailableError,
 )
-from windowkeeper.stores._base import DEFAULT_SESSION, SummaryRecord, check_append, check_summary
+from windowkeeper.stores._base import (
+    DEFAULT_SESSION,
+    SummaryRecord,
+    check_append,
+    check_summary,
+    summary_from_row,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -548,16 +554,7 @@ class PostgresStore:
             "WHERE session_id = %s ORDER BY version DESC LIMIT 1",
             (session_id,),
         ).fetchone()
-        if row is None:
-            return None
-        version, covers, levels, created = row
-        return SummaryRecord(
-            session_id=session_id,
-            version=int(version),
-            covers=int(covers),
-            levels=tuple(json.loads(levels)),
-            created_at=float(created),
-        )
+        return summary_from_row(session_id, row)
 
     @contextmanager
     def lease(self, session_id: str, purpose: str = "summary") -> Iterator[bool]:
@@ -610,12 +607,13 @@ class PostgresStore:
                     "ON CONFLICT (session_id, model_id, idx) DO UPDATE SET vector = EXCLUDED.vector",
                     data,
                 )
-                if self.pgvector:
+                mirrored = [row for row in data if len(row[3]) and len(row[3]) % 4 == 0]
+                if self.pgvector and mirrored:  # float32 vectors, as recall saves them
                     cur.executemany(
                         f"INSERT INTO {s}.embeddings VALUES (%s, %s, %s, %s::vector) "
                         "ON CONFLICT (session_id, model_id, idx) "
                         "DO UPDATE SET embedding = EXCLUDED.embedding",
-                        [(a, b, c, _vector_text(v)) for a, b, c, v in data],
+                        [(a, b, c, _vector_text(v)) for a, b, c, v in mirrored],
                     )
 
         self._write(work)

@@ -13,7 +13,13 @@ from typing import Literal
 from windowkeeper._messages import messages_from_openai, messages_to_openai
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
-from windowkeeper.stores._base import DEFAULT_SESSION, SummaryRecord, check_append, check_summary
+from windowkeeper.stores._base import (
+    DEFAULT_SESSION,
+    SummaryRecord,
+    check_append,
+    check_summary,
+    summary_from_row,
+)
 
 __all__ = ["Durability", "SQLiteStore"]
 
@@ -240,16 +246,7 @@ class SQLiteStore:
             "ORDER BY version DESC LIMIT 1",
             (session_id,),
         ).fetchone()
-        if row is None:
-            return None
-        version, covers, levels, created = row
-        return SummaryRecord(
-            session_id=session_id,
-            version=version,
-            covers=covers,
-            levels=tuple(json.loads(levels)),
-            created_at=created,
-        )
+        return summary_from_row(session_id, row)
 
     def save_vectors(
         self, session_id: str, model_id: str, rows: Sequence[tuple[int, bytes]]
