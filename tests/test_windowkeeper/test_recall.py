@@ -691,26 +691,42 @@ def test_recalled_block_is_compact_and_keeps_turns_and_dates() -> None:
     )
 
 
-def test_tool_results_are_abbreviated_in_the_index() -> None:
+def test_facts_in_a_long_tool_result_are_found_and_shown() -> None:
+    """Issue 14: a booking code deep in a tool result is findable, and shown when recalled."""
     from windowkeeper import ToolCall
+    from windowkeeper.memory._base import INDEX_TOOL_RESULT_CHARS, TOOL_RESULT_CHARS
 
+    filler = "The itinerary lists every leg with its carrier and seat. " * 8
+    result = filler + "Booking reference BK-77312 for the zebra safari, pay by 2025-03-17."
+    assert result.index("BK-77312") > TOOL_RESULT_CHARS
     msgs = [
-        Message(role="user", content="look up order 7"),
+        Message(role="user", content="book the trip"),
         Message(
             role="assistant",
             content="",
-            tool_calls=(ToolCall(id="c1", name="lookup", arguments="{}"),),
+            tool_calls=(ToolCall(id="c1", name="book", arguments="{}"),),
         ),
-        Message(role="tool", content="x" * 1_000 + " zebra", tool_call_id="c1"),
-        Message(role="assistant", content="It shipped."),
+        Message(role="tool", content=result, tool_call_id="c1"),
+        Message(role="assistant", content="Done."),
+    ]
+    far = [
+        *msgs[:2],
+        Message(role="tool", content="x" * INDEX_TOOL_RESULT_CHARS + " walrus", tool_call_id="c1"),
+        msgs[3],
     ]
     m = TurnRecall(
         COUNTER, embedder=None, recent_units=0, settings=RecallSettings(context_weight=0)
     )
     unit = m.add(msgs)
-    assert "zebra" not in render_unit(unit)
-    assert m.view("zebra", budget=500).recalled == ()
-    assert [u.index for u in m.view("lookup order", budget=500).recalled] == [0]
+    m.add(far)
+    m.add([Message(role="user", content="thanks"), Message(role="assistant", content="bye")])
+    shown = render_unit(unit)
+    assert "zebra" not in shown  # the words are abbreviated in what is shown ...
+    assert "facts in them: BK-77312, 2025-03-17" in shown  # ... but its facts are kept verbatim
+    view = m.view("what was the reference for the zebra safari?", budget=500)
+    assert [u.index for u in view.recalled][:1] == [0]  # found by a word past the abbreviation
+    assert "BK-77312" in view.recalled_text
+    assert 1 not in [u.index for u in m.view("walrus", budget=500).recalled]  # beyond the index
 
 
 def test_bad_settings_raise_when_built() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,17 @@ Summarizer: TypeAlias = Callable[[str, Sequence[Unit]], "str | Awaitable[str]"]
 TOOL_RESULT_CHARS = 200
 """Characters of a tool result kept when a unit is rendered as text (recall, summaries)."""
 
+INDEX_TOOL_RESULT_CHARS = 4_000
+"""Characters of a tool result a recall index reads (its words are findable far past the shown
+abbreviation)."""
+
+MAX_KEPT_FACTS = 12
+"""Identifiers, numbers, dates, emails and URLs an abbreviated tool result still shows."""
+
+_FACT = re.compile(
+    r"https?://[^\s\]\[<>\"']+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[\w][\w./:#+,-]*\d[\w./:#+-]*"
+)
+
 
 def render_unit(unit: Unit, *, tool_result_chars: int = TOOL_RESULT_CHARS) -> str:
     """A unit as plain text: one ``speaker: text`` line per message, tool results abbreviated.
@@ -57,7 +69,11 @@ def render_unit(unit: Unit, *, tool_result_chars: int = TOOL_RESULT_CHARS) -> st
         if m.role == "tool" or m.role == "function":
             text = m.text
             if len(text) > tool_result_chars:
-                text = f"{text[:tool_result_chars]}… [{len(text) - tool_result_chars} more chars]"
+                facts = kept_facts(text[tool_result_chars:], exclude=text[:tool_result_chars])
+                more = f"{len(text) - tool_result_chars} more chars"
+                if facts:
+                    more += f"; facts in them: {', '.join(facts)}"
+                text = f"{text[:tool_result_chars]}… [{more}]"
             lines.append(f"tool result: {text}")
             continue
         if m.text:
@@ -65,6 +81,28 @@ def render_unit(unit: Unit, *, tool_result_chars: int = TOOL_RESULT_CHARS) -> st
         for call in m.tool_calls:
             lines.append(f"{speaker} called {call.name}({call.arguments})")
     return "\n".join(lines)
+
+
+def kept_facts(text: str, *, exclude: str = "", limit: int = MAX_KEPT_FACTS) -> list[str]:
+    """The identifiers, numbers, dates, emails and URLs in ``text``, verbatim, first seen first.
+
+    What an abbreviated tool result keeps from the part it leaves out, so a booking code or a
+    tracking number recalled with its turn is still there to read. Facts already in ``exclude``
+    (the part shown) are not repeated.
+
+    Example:
+        >>> kept_facts("Booked. Code BK-77312, pick-up 2025-03-17 at 09:30, see https://x.io/b/7.")
+        ['BK-77312', '2025-03-17', '09:30', 'https://x.io/b/7']
+    """
+    out: list[str] = []
+    for match in _FACT.finditer(text):
+        fact = match.group(0).rstrip(".,;:!?)")
+        if len(fact) < 2 or fact in out or fact in exclude:
+            continue
+        out.append(fact)
+        if len(out) >= limit:
+            break
+    return out
 
 
 def summary_message(text: str, *, covers: int) -> Message:

@@ -20,6 +20,7 @@ from windowkeeper._checks import check_int, check_number
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import InvalidConfigError
 from windowkeeper.memory._base import (
+    INDEX_TOOL_RESULT_CHARS,
     MemoryView,
     StoredMemory,
     recalled_body,
@@ -289,7 +290,7 @@ class RecallIndex:
             last = self._last
             for unit in sorted(units, key=lambda u: u.index):
                 self._check(unit, last)
-                texts[unit.index] = render_unit(unit)
+                texts[unit.index] = index_text(unit)
                 last = unit.index
             if not texts:
                 return 0
@@ -361,7 +362,7 @@ class RecallIndex:
         batch, self._unindexed = self._unindexed, []
         vectors = self._vectors is not None
         for unit in batch:
-            text = render_unit(unit)
+            text = index_text(unit)
             terms = self._lexical.terms(text)
             self._lexical.add_terms(unit.index, terms)
             self._newest_terms = (unit, terms)  # the next query's context turn, usually
@@ -588,7 +589,7 @@ class RecallIndex:
         terms = set(
             newest[1]
             if newest is not None and newest[0] is unit
-            else self._lexical.terms(render_unit(unit))
+            else self._lexical.terms(index_text(unit))
         )
         frequency = self._lexical.document_frequencies(terms)
         present = sorted((f, t) for t, f in frequency.items() if f > 0)
@@ -667,6 +668,11 @@ def _smooth(
         out += best
         share *= decay
     return out
+
+
+def index_text(unit: Unit) -> str:
+    """What a recall index reads of a unit: its rendering, tool results far less abbreviated."""
+    return render_unit(unit, tool_result_chars=INDEX_TOOL_RESULT_CHARS)
 
 
 def _covers(exclude: Container[int], n: int) -> bool:
