@@ -51,6 +51,7 @@ bench: setup  ## benchmarks; figures go to docs/benchmarks.md by hand (LoCoMo re
 	$(RUN) python bench/bench_langchain.py
 	$(RUN) python bench/bench_llama_index.py
 	$(RUN) python bench/bench_postgres.py
+	$(RUN) python bench/bench_planted.py
 
 docs: setup  ## build the documentation site into site/
 	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict
