@@ -28,19 +28,12 @@ from windowkeeper.stores import SummaryRecord
 from windowkeeper.stores._postgres import _V1, SCHEMA_VERSION
 
 from tests.conftest import Postgres
+from tests.test_windowkeeper.test_units_stores import _unit
 
 COUNTER = TokenCounter("gpt-4o")
 
 
-def unit(i: int, session: str | None = None, text: str = "hi") -> Unit:
-    return Unit(
-        index=i,
-        session_id=session,
-        messages=(
-            Message(role="user", content=f"{text} {i}", metadata={"turn": i}),
-            Message(role="assistant", content=f"ok {i}"),
-        ),
-    )
+unit = _unit  # the store tests' unit: "<text> <i>" and "ok <i>", metadata {"turn": i}
 
 
 @pytest.fixture

@@ -138,17 +138,7 @@ class _CompressorBase:
         """Every chunk as it is (the chunks fit the target already)."""
         before = request.before
         out = tuple(
-            CompressedChunk(
-                index=i,
-                chunk=c,
-                original=c,
-                dropped=False,
-                tokens_before=before[i],
-                tokens_after=before[i],
-                rank=i,
-                question_loss=math.nan,
-                reason="within the target: sent as it is",
-            )
+            whole(i, c, before[i], i, math.nan, "within the target: sent as it is")
             for i, c in enumerate(request.items)
         )
         return CompressionResult(
@@ -474,17 +464,7 @@ class ChunkCompressor(_CompressorBase):
                 keep.add(i)
                 used += before[i]
         out = tuple(
-            CompressedChunk(
-                index=i,
-                chunk=item,
-                original=item,
-                dropped=False,
-                tokens_before=before[i],
-                tokens_after=before[i],
-                rank=rank[i],
-                question_loss=scores[i].question_loss,
-                reason="kept whole",
-            )
+            whole(i, item, before[i], rank[i], scores[i].question_loss, "kept whole")
             if i in keep
             else dropped(
                 i, item, before[i], rank[i], scores[i].question_loss, _coarse_reason(rank[i])
@@ -499,6 +479,23 @@ class ChunkCompressor(_CompressorBase):
             tokens_after=used,
             seconds=time.perf_counter() - started,
         )
+
+
+def whole(
+    index: int, item: Chunk, before: int, rank: int, question_loss: float, reason: str
+) -> CompressedChunk:
+    """A chunk sent as it is."""
+    return CompressedChunk(
+        index=index,
+        chunk=item,
+        original=item,
+        dropped=False,
+        tokens_before=before,
+        tokens_after=before,
+        rank=rank,
+        question_loss=question_loss,
+        reason=reason,
+    )
 
 
 def dropped(

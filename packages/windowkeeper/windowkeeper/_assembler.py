@@ -203,7 +203,7 @@ class ContextAssembler:
         self.editor = editor
         self.compressor = check_compressor(compressor)
         self.compress_zones = check_compress_zones(compress_zones)
-        self._system_cache: dict[tuple[tuple[str, ...], int], tuple[str, ...]] = {}
+        self._blind_cache: dict[tuple[tuple[str, ...], int], tuple[str, ...]] = {}
 
     @property
     def prompt_limit(self) -> int:
@@ -524,7 +524,7 @@ class ContextAssembler:
         """
         assert self.compressor is not None
         key = ((label, *texts), goal)
-        out = self._system_cache.get(key)
+        out = self._blind_cache.get(key)
         if out is None:
             outcome = self.compressor.compress(
                 [Chunk(text=t, score=1.0, id=f"{label} {n}") for n, t in enumerate(texts)],
@@ -532,9 +532,9 @@ class ContextAssembler:
                 target_tokens=goal,
             )
             out = tuple(e.original.text if e.dropped else e.chunk.text for e in outcome.chunks)
-            if len(self._system_cache) >= 16:
-                self._system_cache.pop(next(iter(self._system_cache)))
-            self._system_cache[key] = out
+            if len(self._blind_cache) >= 16:
+                self._blind_cache.pop(next(iter(self._blind_cache)))
+            self._blind_cache[key] = out
         return out
 
     def _compress_tools(

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from windowkeeper._checks import check_int, check_number
 from windowkeeper._messages import messages_from_openai, messages_to_openai
 from windowkeeper._units import Unit
 from windowkeeper.exceptions import (
@@ -204,12 +205,11 @@ class PostgresStore:
                 "schema must be a PostgreSQL name of lower-case letters, digits and _ (not "
                 f"starting with a digit, at most 63); got {schema!r}"
             )
-        for name, value, low in (("min_size", min_size, 0), ("max_size", max_size, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InvalidConfigError(f"{name} must be an int >= {low}; got {value!r}")
+        check_int("min_size", min_size, 0)
+        check_int("max_size", max_size, 1)
         if max_size < min_size:
             raise InvalidConfigError(f"max_size must be >= min_size ({min_size}); got {max_size}")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        if check_number("timeout", timeout, 0, finite=True) == 0:
             raise InvalidConfigError(f"timeout must be a number of seconds > 0; got {timeout!r}")
         self.dsn = dsn
         self.schema = schema
@@ -388,38 +388,7 @@ class PostgresStore:
 
     def append(self, unit: Unit) -> None:
         """Store the unit at ``unit.index``, which must be the session's next index."""
-        s = self.schema
-        session = unit.session_id or DEFAULT_SESSION
-        payload = _payload(unit)
-
-        key = uuid.uuid4().hex
-
-        def work(conn: psycopg.Connection[Any], retry: bool) -> None:
-            with conn.transaction():
-                if retry and self._landed(conn, session, key) is not None:
-                    return  # the lost try had committed it
-                conn.execute(
-                    f"INSERT INTO {s}.sessions VALUES (%s, 0) ON CONFLICT (session_id) DO NOTHING",
-                    (session,),
-                )
-                taken = conn.execute(
-                    f"UPDATE {s}.sessions SET next_idx = next_idx + 1 "
-                    "WHERE session_id = %s AND next_idx = %s RETURNING next_idx",
-                    (session, unit.index),
-                ).fetchone()
-                if taken is None:
-                    (count,) = _one(
-                        conn.execute(
-                            f"SELECT next_idx FROM {s}.sessions WHERE session_id = %s", (session,)
-                        )
-                    )
-                    check_append(unit, int(count))  # raises: rolls the transaction back
-                conn.execute(
-                    f"INSERT INTO {s}.units VALUES (%s, %s, %s, %s, %s, %s)",
-                    (session, unit.index, unit.timestamp, time.time(), payload, key),
-                )
-
-        self._write(work)
+        self._insert(unit, expected=unit.index)
 
     def append_next(self, unit: Unit) -> Unit:
         """Store the unit at its session's next index, whatever ``unit.index`` says.
@@ -430,17 +399,30 @@ class PostgresStore:
         Returns:
             The unit as stored (its index, its session id).
         """
+        index = self._insert(unit, expected=None)
+        return Unit(
+            index=index,
+            messages=unit.messages,
+            session_id=unit.session_id or DEFAULT_SESSION,
+            timestamp=unit.timestamp,
+        )
+
+    def _insert(self, unit: Unit, *, expected: int | None) -> int:
+        """Store ``unit`` at its session's next index (which must be ``expected``, if given).
+
+        The statement that takes the index locks the session's row until the unit commits. A
+        retry after a lost connection first looks for the unit's key: stored once.
+        """
         s = self.schema
         session = unit.session_id or DEFAULT_SESSION
         payload = _payload(unit)
-
         key = uuid.uuid4().hex
 
         def work(conn: psycopg.Connection[Any], retry: bool) -> int:
             with conn.transaction():
                 landed = self._landed(conn, session, key) if retry else None
                 if landed is not None:
-                    return landed  # the lost try had committed it: stored once
+                    return landed  # the lost try had committed it
                 (index,) = _one(
                     conn.execute(
                         f"INSERT INTO {s}.sessions AS t VALUES (%s, 1) ON CONFLICT (session_id) "
@@ -448,16 +430,15 @@ class PostgresStore:
                         (session,),
                     )
                 )
+                if expected is not None:
+                    check_append(unit, int(index))  # raises: the transaction rolls back
                 conn.execute(
                     f"INSERT INTO {s}.units VALUES (%s, %s, %s, %s, %s, %s)",
                     (session, index, unit.timestamp, time.time(), payload, key),
                 )
                 return int(index)
 
-        index = self._write(work)
-        return Unit(
-            index=index, messages=unit.messages, session_id=session, timestamp=unit.timestamp
-        )
+        return self._write(work)
 
     def _landed(self, conn: psycopg.Connection[Any], session: str, key: str) -> int | None:
         """The index a unit written under ``key`` got, if an earlier try committed it."""
