@@ -189,6 +189,27 @@ def test_bm25_long_and_short_postings_score_together_as_the_formula_says() -> No
     assert set(top.tolist()) == set(np.argsort(-want, kind="stable")[:20].tolist())
 
 
+def test_bm25_scores_do_not_depend_on_when_queries_or_refreshes_ran() -> None:
+    """The norm's refit points are those of a check after every document, whoever asks."""
+    rng = np.random.default_rng(5)
+    words = ["c0", "c1"] + [f"r{i}" for i in range(50)]
+    eager, lazy, refreshed = (BM25Index(stemming=False) for _ in range(3))
+    query = {"c0": 1.0, "r7": 2.0, "c1": 0.5}
+    for step in range(1_400):
+        size = int(rng.integers(1, 6 if step < 700 else 40))  # the average drifts upwards
+        text = " ".join(str(w) for w in rng.choice(words, size=size))
+        text += " c0" if step % 2 else ""
+        for index in (eager, lazy, refreshed):
+            index.add(step, text)
+        eager.scores(query)  # a query after every document
+        if step % 13 == 0:
+            refreshed.refresh()  # index-time work now and then, no query
+    assert eager.document_frequency("c0") >= CACHED_POSTING  # cached parts were extended too
+    want = eager.scores(query)
+    assert np.array_equal(lazy.scores(query), want)
+    assert np.array_equal(refreshed.scores(query), want)
+
+
 def test_tokenize_fast_path_equals_the_general_one() -> None:
     texts = [
         "Caroline's painting classes in São Paulo, 2023! It’s Ann’s cat; the CAT'S toy.",

@@ -323,24 +323,25 @@ class StoredMemory:
     def dropped_runs(self, shown: Iterable[int], *, reason: str) -> tuple[Dropped, ...]:
         """What a view leaves out: one entry per run of consecutive units not in ``shown``.
 
-        Costs O(shown) per call (prefix sums), so a view stays cheap at any history length.
+        Costs O(shown) per call (prefix sums, one pass), so a view stays cheap at any history
+        length.
         """
         with self._lock:
             n = len(self._units)
+            self.tokens_between(0, n)  # extends the prefix sums to every unit
+            cumulative = self._cumulative
             out: list[Dropped] = []
             start = 0
             for stop in [*sorted(i for i in set(shown) if 0 <= i < n), n]:
                 if stop > start:
-                    out.append(self.dropped_run(start, stop, reason=reason))
+                    tokens = cumulative[stop] - cumulative[start]
+                    out.append(_dropped(start, stop, tokens, reason))
                 start = stop + 1
             return tuple(out)
 
     def dropped_run(self, start: int, stop: int, *, reason: str) -> Dropped:
         """One entry for units ``[start, stop)`` left out of a view, with their exact tokens."""
-        what = f"unit {start}" if stop - start == 1 else f"units {start}-{stop - 1}"
-        return Dropped(
-            zone="history", what=what, tokens=self.tokens_between(start, stop), reason=reason
-        )
+        return _dropped(start, stop, self.tokens_between(start, stop), reason)
 
     def add(self, messages: Sequence[Message | Mapping[str, Any]] | Unit) -> Unit:
         """Store one finished turn as the session's next unit and return it.
@@ -468,3 +469,9 @@ def older_dropped(units: Sequence[Unit], costs: Sequence[int], cut: int) -> list
         )
         for u, cost in zip(units[:cut], costs[:cut], strict=True)
     ]
+
+
+def _dropped(start: int, stop: int, tokens: int, reason: str) -> Dropped:
+    """The entry for units ``[start, stop)`` of ``tokens`` exact tokens left out of a view."""
+    what = f"unit {start}" if stop - start == 1 else f"units {start}-{stop - 1}"
+    return Dropped(zone="history", what=what, tokens=tokens, reason=reason)

@@ -184,7 +184,6 @@ class BM25Index:
         self._rows: dict[int, int] = {}
         self._doc_ids: array[int] = array("q")
         self._lengths: array[float] = array("f")
-        self._total_length = 0.0
         self._postings: dict[str, tuple[array[int], array[float]]] = {}
         # per term: its rows and each row's term-frequency part of the score, in numpy, extended
         # as the posting grows; all of them are recomputed when the average length is refitted
@@ -193,6 +192,7 @@ class BM25Index:
         self._norm_buffer: npt.NDArray[np.float32] | None = None  # _norm's storage (doubling)
         self._fitted = 0  # documents in _norm
         self._average = 0.0  # the average length the norm and the cached parts use
+        self._fitted_total = 0.0  # the summed length of the documents in _norm
         self._filled: dict[str, int] = {}  # rows of each cached term already computed
 
     def __len__(self) -> int:
@@ -224,7 +224,6 @@ class BM25Index:
             self._doc_ids.append(doc_id)
             length = float(sum(counts.values()))
             self._lengths.append(length)
-            self._total_length += length
             for term, tf in counts.items():
                 posting = self._postings.get(term)
                 if posting is None:
@@ -349,34 +348,62 @@ class BM25Index:
     def _fit_norm(self, n: int) -> None:
         """The length norm of every document; refitted (dropping every cached part) on drift.
 
-        Between refits the norm array grows by doubling, so a new document costs one new entry.
+        The refit points are those of a norm checked after every single document: a refit
+        happens at the last count in ``(fitted, n]`` whose running average has moved more than
+        :data:`AVERAGE_DRIFT` from the one in use (found by one pass over the new lengths). So
+        the norm, and every score, depends only on the documents, never on when earlier queries
+        or :meth:`refresh` happened to run. Between refits the norm array grows by doubling, so
+        a new document costs one new entry.
         """
         import numpy as np
 
-        average = self._total_length / n if self._total_length else 1.0
         fitted = self._fitted
-        if self._norm is not None and abs(average - self._average) <= AVERAGE_DRIFT * self._average:
-            if fitted < n:  # new documents, normed with the average in use
-                buffer = self._norm_buffer
-                assert buffer is not None
-                if len(buffer) < n:
-                    grown = np.empty(max(n, 2 * len(buffer)), dtype=np.float32)
-                    grown[:fitted] = buffer[:fitted]
-                    buffer = self._norm_buffer = grown
-                fresh = np.array(self._lengths[fitted:n], dtype=np.float32)
-                buffer[fitted:n] = self.k1 * (1.0 - self.b + self.b * fresh / self._average)
-                self._norm = buffer[:n]
-                self._fitted = n
+        if fitted >= n and self._norm is not None:
             return
-        lengths = np.array(self._lengths, dtype=np.float32)
-        self._average = average
-        self._norm_buffer = (self.k1 * (1.0 - self.b + self.b * lengths / average)).astype(
+        total, base, refit = self._fitted_total, self._average, 0
+        lengths = self._lengths
+        for count in range(fitted + 1, n + 1):
+            total += lengths[count - 1]
+            average = total / count if total else 1.0
+            if abs(average - base) > AVERAGE_DRIFT * base:  # base 0: the first document
+                base, refit = average, count
+        self._fitted_total = total
+        if not refit:  # new documents, normed with the average in use
+            buffer = self._norm_buffer
+            assert buffer is not None
+            if len(buffer) < n:
+                grown = np.empty(max(n, 2 * len(buffer)), dtype=np.float32)
+                grown[:fitted] = buffer[:fitted]
+                buffer = self._norm_buffer = grown
+            fresh = np.array(lengths[fitted:n], dtype=np.float32)
+            buffer[fitted:n] = self.k1 * (1.0 - self.b + self.b * fresh / self._average)
+            self._norm = buffer[:n]
+            self._fitted = n
+            return
+        everything = np.array(lengths[:n], dtype=np.float32)
+        self._average = base
+        self._norm_buffer = (self.k1 * (1.0 - self.b + self.b * everything / base)).astype(
             np.float32
         )
         self._norm = self._norm_buffer[:n]
         self._fitted = n
         self._arrays.clear()
         self._filled.clear()
+
+    def refresh(self) -> None:
+        """Do now the work the next query would do for documents added since the last one.
+
+        Fits the length norm of the new documents and extends the cached parts of every long
+        posting (:data:`CACHED_POSTING`) they added to. Scores are the same with or without it:
+        an index owner calls it off the request path (e.g. right after indexing, on a worker
+        thread) so that a query only reads.
+        """
+        with self._lock:
+            n = len(self._doc_ids)
+            if n == 0:
+                return
+            self._fit_norm(n)
+            self._cached_parts(list(self._arrays))
 
     def _cached_parts(
         self, terms: list[str]

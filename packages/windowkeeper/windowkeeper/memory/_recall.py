@@ -236,6 +236,7 @@ class RecallIndex:
         self._error: BaseException | None = None
         self._query_cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         self._context_cache: tuple[int, int, list[str]] | None = None
+        self._context_cache_scores: tuple[tuple[int, int], npt.NDArray[np.float32]] | None = None
         self._newest_terms: tuple[Unit, list[str]] | None = None
         self.embedded = 0
         """Texts embedded by this index so far (units and queries): persistence is tested with it."""
@@ -449,6 +450,7 @@ class RecallIndex:
                     self.last_error = exc
             with self._done:
                 self._index_words()
+                self._prime()
                 if self._vectors is None:
                     self._done.notify_all()
                     continue
@@ -549,8 +551,6 @@ class RecallIndex:
         if context is not None and s.context_weight > 0:
             user = context.user  # a unit without one (a greeting) is searched by its own text
             context_text = user.text if user is not None else context.text
-            for term in self._context_terms(context):
-                weights[term] = weights.get(term, 0.0) + s.context_weight
         vector = None
         if self._vectors is not None and s.dense_weight > 0:
             vector = self._dense_query(query, context_text)
@@ -563,7 +563,17 @@ class RecallIndex:
             ids = self._lexical.doc_ids()
             if len(ids) == 0 or k <= 0:
                 return []
-            lexical = self._lexical.scores(weights) if s.lexical_weight > 0 and weights else None
+            lexical = None
+            if s.lexical_weight > 0:
+                words = None
+                if context is not None and s.context_weight > 0:
+                    words = self._context_scores(context)
+                if weights:
+                    lexical = self._lexical.scores(weights)
+                    if words is not None:
+                        lexical += words
+                else:
+                    lexical = words
             dense = None
             if vector is not None and self._vectors is not None and len(self._vectors):
                 dense = self._vectors.similarities(vector, at_least=k)
@@ -579,6 +589,39 @@ class RecallIndex:
             hits = hits[np.argpartition(-fused[hits], k - 1)[:k]]
         hits = hits[np.lexsort((hits, -fused[hits]))]
         return list(zip(ids[hits].tolist(), fused[hits].tolist(), strict=True))
+
+    def _context_scores(self, unit: Unit) -> npt.NDArray[np.float32] | None:
+        """The BM25 scores of the context turn's words (:meth:`_context_terms`), under the lock.
+
+        Kept apart from the query's own terms and added to them, so the worker can compute
+        them right after indexing the turn (:meth:`_prime`), off the request path; a search that
+        finds them missing computes the same numbers itself.
+        """
+        key = (unit.index, len(self._lexical))
+        cached = self._context_cache_scores
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        terms = self._context_terms(unit)
+        if not terms:
+            return None
+        scores = self._lexical.scores(dict.fromkeys(terms, self.settings.context_weight))
+        self._context_cache_scores = (key, scores)
+        return scores
+
+    def _prime(self) -> None:
+        """Under the lock, after indexing: what the next query needs that does not depend on it.
+
+        The index's per-document work (:meth:`BM25Index.refresh`) and the scores of the newest
+        turn's words, which the next query usually follows.
+        """
+        self._lexical.refresh()
+        newest = self._newest_terms
+        if (
+            newest is not None
+            and self.settings.context_weight > 0
+            and self.settings.lexical_weight > 0
+        ):
+            self._context_scores(newest[0])
 
     def _context_terms(self, unit: Unit) -> list[str]:
         """The rarest words of the context turn (the ones that say what it is about)."""
@@ -653,17 +696,25 @@ def _smooth(
 
     out = scores.copy()
     n = len(scores)
-    contiguous = n > 0 and int(ids[-1] - ids[0]) == n - 1  # the usual case: every unit indexed
+    reach = min(reach, n - 1)
     share = weight
-    for r in range(1, min(reach, n - 1) + 1):
+    if n > 0 and int(ids[-1] - ids[0]) == n - 1:  # the usual case: every unit indexed
+        padded = np.zeros(n + 2 * reach, dtype=scores.dtype)  # scores are >= 0: 0 is "none"
+        padded[reach : reach + n] = scores
+        best = np.empty_like(scores)
+        for r in range(1, reach + 1):  # the better of the units r turns before and after
+            np.maximum(
+                padded[reach - r : reach - r + n], padded[reach + r : reach + r + n], out=best
+            )
+            best *= share
+            out += best
+            share *= decay
+        return out
+    for r in range(1, reach + 1):  # gaps in the ids: neighbours only where the ids are r apart
         best = np.zeros_like(scores)
-        if contiguous:
-            np.maximum(best[r:], scores[:-r], out=best[r:])  # the unit r turns before
-            np.maximum(best[:-r], scores[r:], out=best[:-r])  # the unit r turns after
-        else:
-            adjacent = (ids[r:] - ids[:-r]) == r
-            best[r:] = np.where(adjacent, scores[:-r], 0.0)
-            best[:-r] = np.maximum(best[:-r], np.where(adjacent, scores[r:], 0.0))
+        adjacent = (ids[r:] - ids[:-r]) == r
+        best[r:] = np.where(adjacent, scores[:-r], 0.0)
+        best[:-r] = np.maximum(best[:-r], np.where(adjacent, scores[r:], 0.0))
         best *= share
         out += best
         share *= decay
