@@ -18,7 +18,9 @@ Families (issue #14):
   fund goal is $25,000").
 - `two-hop`: the answer needs a second fact found only through the first ("When am I travelling to
   the city where my cousin lives?": "my cousin moved to Porto", then "I'm flying to Porto on
-  Sunday").
+  Sunday for the conference"; another trip of the same shape, "I'm also flying to Lyon on
+  Tuesday for the supplier visit", can only be told apart through the city). A hit needs the
+  right trip in the view; "wrong trip only" counts views that show the other trip and not it.
 - `revised`: the value was changed later ("scratch that, the weekly sync moved to Thursdays");
   a hit needs the newest value; "superseded only" counts views that show the old value and not
   the new one.
@@ -81,7 +83,7 @@ class Question:
     family: str
     text: str
     answer: str
-    old: str = ""  # revised: the superseded value
+    old: str = ""  # revised: the superseded value; two-hop: the other trip
 
 
 def wrap(rng: random.Random, fact: str) -> str:
@@ -149,15 +151,25 @@ def plant(rng: random.Random) -> tuple[list[list[Message]], list[list[Message]],
         booking,
         *decoy(),
     ]
+    # the second hop says nothing of the cousin, and a trip elsewhere has the same shape: only the
+    # city found through the first hop tells them apart
+    other_city = rng.choice([c for c in CITIES if c != city])
+    other_day = rng.choice([d for d in DAYS if d != day])
     second = [
-        said(f"I'm flying to {city} on {day} to see family."),
+        said(f"I'm flying to {city} on {day} for the conference."),
+        said(f"I'm also flying to {other_city} on {other_day} for the supplier visit."),
         said(wrap(rng, f"Scratch that about the sync: the weekly team sync moved to {new_day}s.")),
         *decoy(),
     ]
     questions = [
         Question("direct", "What is my gym locker combination?", combo),
         Question("paraphrase", "How big a rainy-day cushion am I aiming for?", fund),
-        Question("two-hop", "When am I travelling to the city where my cousin lives?", day),
+        Question(
+            "two-hop",
+            "When am I travelling to the city where my cousin lives?",
+            f"flying to {city} on {day}",
+            old=f"flying to {other_city} on {other_day}",
+        ),
         Question("revised", "What day is our weekly team sync?", new_day, old=old_day),
         Question("tool", "What was the reference of my train booking?", code),
     ]
@@ -185,7 +197,7 @@ def build(size: int, seed: int) -> tuple[list[list[Message]], list[Question]]:
 
 def run(args: argparse.Namespace) -> None:
     hits: dict[tuple[str, int], list[bool]] = defaultdict(list)
-    superseded: dict[int, list[bool]] = defaultdict(list)
+    misled: dict[tuple[str, int], list[bool]] = defaultdict(list)
     timings: list[float] = []
     for size in args.sizes:
         for c in range(args.chats):
@@ -203,8 +215,8 @@ def run(args: argparse.Namespace) -> None:
                     hit = q.answer.lower() in text
                     hits[(q.family, budget)].append(hit)
                     hits[("all", budget)].append(hit)
-                    if q.family == "revised":
-                        superseded[budget].append(not hit and q.old.lower() in text)
+                    if q.old:  # revised: the superseded value only; two-hop: the wrong trip only
+                        misled[(q.family, budget)].append(not hit and q.old.lower() in text)
             memory.close()
     families = ["direct", "paraphrase", "two-hop", "revised", "tool", "all"]
     print(
@@ -221,11 +233,13 @@ def run(args: argparse.Namespace) -> None:
             if (h := hits[(family, b)])
         ]
         print(f"| {family} | " + " | ".join(cells) + " |")
-    print(
-        "| revised: superseded value only | "
-        + " | ".join(f"{100 * sum(superseded[b]) / len(superseded[b]):.0f} %" for b in args.budgets)
-        + " |"
-    )
+    for family, label in (("revised", "superseded value only"), ("two-hop", "wrong trip only")):
+        shares = [misled[(family, b)] for b in args.budgets]
+        print(
+            f"| {family}: {label} | "
+            + " | ".join(f"{100 * sum(h) / len(h):.0f} %" for h in shares if h)
+            + " |"
+        )
     timings.sort()
     p50, p99 = timings[len(timings) // 2], timings[int(0.99 * (len(timings) - 1))]
     print(f"\nview p50 {1000 * p50:.1f} ms, p99 {1000 * p99:.1f} ms")

@@ -572,8 +572,8 @@ class RecallIndex:
                     lexical = self._lexical.scores(weights)
                     if words is not None:
                         lexical += words
-                else:
-                    lexical = words
+                elif words is not None:
+                    lexical = words.copy()  # the cached scores stay as they are
             dense = None
             if vector is not None and self._vectors is not None and len(self._vectors):
                 dense = self._vectors.similarities(vector, at_least=k)
