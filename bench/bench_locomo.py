@@ -260,6 +260,17 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, default=CACHE, help="embedding cache file")
     parser.add_argument("--recent-units", type=int, default=4)
+    parser.add_argument(
+        "--conversations",
+        default="",
+        help="1-based inclusive range of conversations, e.g. 1-5 (tuning) or 6-10 (held out)",
+    )
+    parser.add_argument(
+        "--variant",
+        default="",
+        help="RecallSettings overrides, e.g. feedback_units=2,feedback_weight=0.5: adds "
+        "'hybrid*' and 'bm25+neighbours*' (the defaults with them), run beside the defaults",
+    )
     args = parser.parse_args()
 
     if not args.data.exists():
@@ -276,12 +287,21 @@ def main() -> None:
     convs = load_locomo(args.data)
     if args.quick:
         convs = convs[:2]
+    if args.conversations:
+        first, _, last = args.conversations.partition("-")
+        convs = convs[int(first) - 1 : int(last or first)]
+    variant: dict[str, Any] = {}
+    for item in filter(None, args.variant.split(",")):
+        key, _, value = item.partition("=")
+        variant[key.strip()] = float(value) if "." in value else int(value)
     counter = TokenCounter(args.model)
     wanted = args.methods.split(",")
     unknown = [m for m in wanted if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-    embedder = CachedEmbedder(args.cache) if set(wanted) - NO_MODEL else None
+    if variant:
+        wanted += [f"{m}*" for m in ("hybrid", "bm25+neighbours") if m in wanted]
+    embedder = CachedEmbedder(args.cache) if {m.rstrip("*") for m in wanted} - NO_MODEL else None
     if embedder is not None:  # embed everything once, in batches (the replay then hits the cache)
         texts = [t for c in convs for (_, s, x, _) in c.turns for t in (f"{s}: {x}",)]
         queries = [q for c in convs for q, _, _ in c.questions]
@@ -304,6 +324,8 @@ def main() -> None:
         "fusion": recall(embedder, **plain),
         "bm25+neighbours": recall(None),
         "hybrid": recall(embedder),
+        "bm25+neighbours*": recall(None, **variant),
+        "hybrid*": recall(embedder, **variant),
     }
     methods = {name: factories[name] for name in wanted}
     start = time.perf_counter()
@@ -322,7 +344,11 @@ def main() -> None:
             f"embeddings: {embedder.computed:,} computed this run ({embedder.seconds:.1f} s), "
             f"{len(embedder.cache):,} cached in {where}"
         )
-    print("\nmethods: " + "; ".join(f"**{m}** = {METHODS[m]}" for m in methods))
+    described = {
+        m: METHODS[m.rstrip("*")] + (f", with {args.variant}" if m.endswith("*") else "")
+        for m in methods
+    }
+    print("\nmethods: " + "; ".join(f"**{m}** = {d}" for m, d in described.items()))
     print_tables(tally, list(methods), budgets)
     per_view = {
         name: 1e3

@@ -47,6 +47,7 @@ from _chat import SupportChat  # noqa: E402
 from _common import load, machine  # noqa: E402
 from windowkeeper import Message, TokenCounter, ToolCall  # noqa: E402
 from windowkeeper.memory import TurnRecall  # noqa: E402
+from windowkeeper.memory._recall import RecallSettings  # noqa: E402
 
 COUNTER = TokenCounter("gpt-4o")
 
@@ -195,6 +196,15 @@ def build(size: int, seed: int) -> tuple[list[list[Message]], list[Question]]:
     return turns, questions
 
 
+def settings(text: str) -> dict[str, float | int]:
+    """``key=value,...`` as RecallSettings overrides (a value with a dot is a float)."""
+    out: dict[str, float | int] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        out[key.strip()] = float(value) if "." in value else int(value)
+    return out
+
+
 def run(args: argparse.Namespace) -> None:
     hits: dict[tuple[str, int], list[bool]] = defaultdict(list)
     misled: dict[tuple[str, int], list[bool]] = defaultdict(list)
@@ -202,7 +212,11 @@ def run(args: argparse.Namespace) -> None:
     for size in args.sizes:
         for c in range(args.chats):
             turns, questions = build(size, args.seed * 1000 + size + c)
-            memory = TurnRecall(COUNTER, **({"embedder": None} if args.bm25_only else {}))
+            memory = TurnRecall(
+                COUNTER,
+                settings=RecallSettings(**settings(args.set)),
+                **({"embedder": None} if args.bm25_only else {}),
+            )
             for turn in turns:
                 memory.add(turn)
             memory.flush()
@@ -222,6 +236,7 @@ def run(args: argparse.Namespace) -> None:
     print(
         f"{args.chats} chats per size {args.sizes} messages; recall "
         + ("BM25 only" if args.bm25_only else "MiniLM + BM25 (defaults)")
+        + (f", with {args.set}" if args.set else "")
         + "; share of questions whose answer is in the view\n"
     )
     print("| family | " + " | ".join(f"{b:,} tokens" for b in args.budgets) + " |")
@@ -252,6 +267,11 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 2000, 4000])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--bm25-only", action="store_true")
+    parser.add_argument(
+        "--set",
+        default="",
+        help="RecallSettings overrides, e.g. feedback_units=2,feedback_weight=0.5",
+    )
     args = parser.parse_args()
     print(f"machine: {machine(('onnxruntime',))}; load average {load()}\n")
     t0 = time.perf_counter()
