@@ -529,6 +529,45 @@ def test_recall_settings_validate_when_built() -> None:
         RecallSettings(lexical_weight=0, dense_weight=0)
     with pytest.raises(InvalidConfigError, match=r"neighbor_reach must be an int >= 0; got -1"):
         RecallSettings(neighbor_reach=-1)
+    with pytest.raises(
+        InvalidConfigError, match=r"speaker_weight must be a number >= 0.0; got -0.5"
+    ):
+        RecallSettings(speaker_weight=-0.5)
+
+
+def said_by(index: int, name: str, text: str) -> Unit:
+    return Unit(index=index, messages=(Message(role="user", name=name, content=text),))
+
+
+def test_a_named_speaker_scores_their_own_turns_higher() -> None:
+    """Each of the named speaker's units scores 1 + speaker_weight times; the others as before."""
+    texts = [
+        "I love hiking in the hills on weekends, the longer the better.",
+        "Hiking is fine.",
+        "The weather was grey all week.",
+        "Work was busy this month, hiking had to wait.",
+    ]
+    units = [said_by(i, ("Caroline", "Melanie")[i % 2], t) for i, t in enumerate(texts)]
+    plain = RecallIndex(embedder=None, settings=RecallSettings(neighbor_weight=0.0))
+    boost = RecallIndex(
+        embedder=None, settings=RecallSettings(neighbor_weight=0.0, speaker_weight=0.5)
+    )
+    for index in (plain, boost):
+        index.load(units)
+    question = "What does Melanie think about hiking?"
+    before, after = dict(plain.search(question, 4)), dict(boost.search(question, 4))
+    assert set(before) == set(after) == {0, 1, 3}
+    for i in before:
+        factor = 1.5 if i % 2 else 1.0
+        assert after[i] == pytest.approx(factor * before[i], rel=1e-6), i
+    # naming nobody, or every speaker, changes nothing
+    for query in ("Who likes hiking?", "Do Caroline and Melanie like hiking?"):
+        assert boost.search(query, 4) == plain.search(query, 4)
+    # a unit added later is counted under its speaker too
+    for index in (plain, boost):
+        index.add(said_by(4, "Melanie", "Hiking again tomorrow."))
+    before, after = dict(plain.search(question, 5)), dict(boost.search(question, 5))
+    assert after[4] == pytest.approx(1.5 * before[4], rel=1e-6)
 
 
 # --------------------------------------------------------------------------------- TurnRecall

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import queue
+import re
 import threading
 import weakref
 from collections import Counter, OrderedDict
@@ -127,6 +128,10 @@ class RecallSettings:
     context_weight: float = 0.15
     """Weight of the last stored turn in the query (its words for BM25, its user message's vector
     for the embeddings), so a follow-up such as "and the second one?" finds its topic."""
+    speaker_weight: float = 0.0
+    """When a query names a speaker of the session (a message ``name``, e.g. a participant of a
+    group chat) and not every one of them, that speaker's units score this share more: "what
+    does Melanie do to destress?" is about what Melanie said (0 turns it off)."""
     k1: float = 1.2
     """BM25 term-frequency saturation."""
     b: float = 0.75
@@ -152,6 +157,7 @@ class RecallSettings:
         check_int("neighbor_reach", self.neighbor_reach, 0)
         check_number("neighbor_decay", self.neighbor_decay, 0.0, 1.0)
         check_number("context_weight", self.context_weight, 0.0, 1.0)
+        check_number("speaker_weight", self.speaker_weight, 0.0, finite=True)
         # 0 < k1 < inf: 0 ignores term frequency, inf makes every score NaN.
         if check_number("k1", self.k1, 0.0, finite=True) == 0:
             raise InvalidConfigError(f"k1 must be a finite number > 0; got {self.k1!r}")
@@ -238,6 +244,7 @@ class RecallIndex:
         self._context_cache: tuple[int, int, list[str]] | None = None
         self._context_cache_scores: tuple[tuple[int, int], npt.NDArray[np.float32]] | None = None
         self._newest_terms: tuple[Unit, list[str]] | None = None
+        self._speakers: dict[tuple[str, ...], list[int]] = {}  # a name's words -> its BM25 rows
         self.embedded = 0
         """Texts embedded by this index so far (units and queries): persistence is tested with it."""
         self.last_error: BaseException | None = None
@@ -315,8 +322,10 @@ class RecallIndex:
                     block[[position[i] for i in missing]] = fresh
                     self._persist(missing, fresh)
                 self._vectors.add(order, block)
+            by_index = {u.index: u for u in units}
             for index in order:
                 self._lexical.add(index, texts[index])
+                self._note_speakers(by_index[index])
             self._last = last
             return len(missing)
 
@@ -366,6 +375,7 @@ class RecallIndex:
             text = index_text(unit)
             terms = self._lexical.terms(text)
             self._lexical.add_terms(unit.index, terms)
+            self._note_speakers(unit)
             self._newest_terms = (unit, terms)  # the next query's context turn, usually
             if vectors and unit.index in self._pending:
                 self._pending[unit.index] = text
@@ -580,6 +590,10 @@ class RecallIndex:
             fused = _fuse(s, len(ids), lexical, dense)
             if fused is None:
                 return []
+            if s.speaker_weight > 0 and len(self._speakers) > 1:
+                named = self._named_rows(query)
+                if named is not None:
+                    fused[named] *= np.float32(1.0 + s.speaker_weight)
             if s.neighbor_weight > 0 and s.neighbor_reach > 0:
                 fused = _smooth(fused, ids, s.neighbor_weight, s.neighbor_reach, s.neighbor_decay)
             skip = _rows_of(ids, exclude)
@@ -589,6 +603,26 @@ class RecallIndex:
             hits = hits[np.argpartition(-fused[hits], k - 1)[:k]]
         hits = hits[np.lexsort((hits, -fused[hits]))]
         return list(zip(ids[hits].tolist(), fused[hits].tolist(), strict=True))
+
+    def _note_speakers(self, unit: Unit) -> None:
+        """Record the BM25 row of ``unit`` under each named speaker of its messages."""
+        row = len(self._lexical) - 1
+        for name in {m.name for m in unit.messages if m.name and m.role in ("user", "assistant")}:
+            words = tuple(_NAME_WORD.findall(name.lower()))
+            if words:
+                rows = self._speakers.setdefault(words, [])
+                if not rows or rows[-1] != row:
+                    rows.append(row)
+
+    def _named_rows(self, query: str) -> npt.NDArray[np.intp] | None:
+        """Rows of the speakers ``query`` names, when it names some but not all (else None)."""
+        import numpy as np
+
+        words = set(_NAME_WORD.findall(query.lower()))
+        named = [rows for name, rows in self._speakers.items() if words.issuperset(name)]
+        if not named or len(named) == len(self._speakers):
+            return None
+        return np.unique(np.concatenate([np.asarray(r, dtype=np.intp) for r in named]))
 
     def _context_scores(self, unit: Unit) -> npt.NDArray[np.float32] | None:
         """The BM25 scores of the context turn's words (:meth:`_context_terms`), under the lock.
@@ -719,6 +753,9 @@ def _smooth(
         out += best
         share *= decay
     return out
+
+
+_NAME_WORD = re.compile(r"[^\W_]+")
 
 
 def index_text(unit: Unit) -> str:
