@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from windowkeeper._budget import Dropped
 from windowkeeper._messages import Message, validate_tool_pairs
+from windowkeeper._spans import find_spans
 from windowkeeper._units import Unit, group_units
 from windowkeeper.exceptions import InvalidConfigError, InvalidMessageError
 from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore, StateStore
@@ -42,9 +42,8 @@ abbreviation)."""
 MAX_KEPT_FACTS = 12
 """Identifiers, numbers, dates, emails and URLs an abbreviated tool result still shows."""
 
-_FACT = re.compile(
-    r"https?://[^\s\]\[<>\"']+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[\w][\w./:#+,-]*\d[\w./:#+-]*"
-)
+FACT_KINDS = frozenset({"url", "email", "uuid", "path", "date or time", "number", "id"})
+"""The protected-span kinds an abbreviated tool result keeps (no code or JSON: they are long)."""
 
 
 def render_unit(unit: Unit, *, tool_result_chars: int = TOOL_RESULT_CHARS) -> str:
@@ -84,20 +83,22 @@ def render_unit(unit: Unit, *, tool_result_chars: int = TOOL_RESULT_CHARS) -> st
 
 
 def kept_facts(text: str, *, exclude: str = "", limit: int = MAX_KEPT_FACTS) -> list[str]:
-    """The identifiers, numbers, dates, emails and URLs in ``text``, verbatim, first seen first.
+    """The identifiers, numbers, dates, emails, URLs and paths in ``text``, verbatim, in order.
 
     What an abbreviated tool result keeps from the part it leaves out, so a booking code or a
-    tracking number recalled with its turn is still there to read. Facts already in ``exclude``
-    (the part shown) are not repeated.
+    tracking number recalled with its turn is still there to read. They are the protected spans
+    a compressor keeps (:func:`windowkeeper._spans.find_spans`; code and JSON, which would bring
+    the cut text back, are left out). Facts already in ``exclude`` (the part shown) are not
+    repeated.
 
     Example:
         >>> kept_facts("Booked. Code BK-77312, pick-up 2025-03-17 at 09:30, see https://x.io/b/7.")
         ['BK-77312', '2025-03-17', '09:30', 'https://x.io/b/7']
     """
     out: list[str] = []
-    for match in _FACT.finditer(text):
-        fact = match.group(0).rstrip(".,;:!?)")
-        if len(fact) < 2 or fact in out or fact in exclude:
+    for span in find_spans(text):
+        fact = span.text.strip()
+        if span.kind not in FACT_KINDS or len(fact) < 2 or fact in out or fact in exclude:
             continue
         out.append(fact)
         if len(out) >= limit:
