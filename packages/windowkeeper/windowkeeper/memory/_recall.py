@@ -8,6 +8,7 @@ the older units that best match the query, within the history budget.
 from __future__ import annotations
 
 import atexit
+import inspect
 import queue
 import re
 import threading
@@ -244,6 +245,7 @@ class RecallIndex:
         self._context_cache: tuple[int, int, list[str]] | None = None
         self._context_cache_scores: tuple[tuple[int, int], npt.NDArray[np.float32]] | None = None
         self._newest_terms: tuple[Unit, list[str]] | None = None
+        self._elsewhere: set[int] = set()  # pending units another process stored (and embedded)
         self._speakers: dict[tuple[str, ...], list[int]] = {}  # a name's words -> its BM25 rows
         self.embedded = 0
         """Texts embedded by this index so far (units and queries): persistence is tested with it."""
@@ -329,10 +331,12 @@ class RecallIndex:
             self._last = last
             return len(missing)
 
-    def add(self, unit: Unit) -> None:
+    def add(self, unit: Unit, *, elsewhere: bool = False) -> None:
         """Index one new unit: its words and its vector, on the worker thread.
 
-        Without ``settings.background``, both are indexed now.
+        Without ``settings.background``, both are indexed now. ``elsewhere``: another process
+        stored the unit (read from a shared store), so its vector may be saved already: it is
+        read, not embedded again, when it is there.
         """
         with self._lock:
             self._check(unit, self._last)
@@ -340,14 +344,17 @@ class RecallIndex:
             self._unindexed.append(unit)
             if self._vectors is not None:
                 self._pending[unit.index] = None  # its text is rendered with its words
+                if elsewhere and self.state_store is not None:
+                    self._elsewhere.add(unit.index)
             if not self.settings.background:
                 self._index_words()
                 if self._vectors is not None:
                     text = self._pending.pop(unit.index)
                     assert text is not None
-                    vector = self._embed([text])
+                    reuse = self._take_elsewhere([unit.index])
+                    vector, fresh = self._vectors_for([unit.index], [text], reuse)
                     self._vectors.add([unit.index], vector)
-                    self._persist([unit.index], vector)
+                    self._persist([[unit.index][p] for p in fresh], vector[fresh])
                 return
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
@@ -466,13 +473,14 @@ class RecallIndex:
                     continue
                 batch = [i for i in batch if i in self._pending]
                 texts = [text for i in batch if (text := self._pending[i]) is not None]
+                reuse = self._take_elsewhere(batch)
             if not batch:
                 continue
             try:
-                vectors = self._embed(texts)
+                vectors, fresh = self._vectors_for(batch, texts, reuse)
                 assert self._vectors is not None
                 self._vectors.add(batch, vectors)
-                self._persist(batch, vectors)
+                self._persist([batch[p] for p in fresh], vectors[fresh])
             except BaseException as exc:  # handed to the next caller that waits
                 if self._vectors is not None:  # zero rows keep the rows in turn order; not saved,
                     zeros = np.zeros((len(batch), self._vectors.dimension), dtype=np.float32)
@@ -510,8 +518,58 @@ class RecallIndex:
         self.embedded += len(texts)
         return vectors
 
+    def _take_elsewhere(self, batch: Sequence[int]) -> list[int]:
+        """The units of ``batch`` another process stored (under the lock; asked once each)."""
+        reuse = [i for i in batch if i in self._elsewhere]
+        self._elsewhere.difference_update(reuse)
+        return reuse
+
+    def _vectors_for(
+        self, batch: Sequence[int], texts: Sequence[str], reuse: Sequence[int]
+    ) -> tuple[npt.NDArray[np.float32], list[int]]:
+        """The vectors of units ``batch`` (texts in the same order), and the positions embedded.
+
+        Units another process stored (``reuse``) take the vector that process saved, when the
+        shared store has it (one read from the first of them on); the others, and any not saved
+        yet, are embedded here. Only the embedded ones need saving. A failed read only means
+        embedding: the vector can always be made again.
+        """
+        import numpy as np
+
+        assert self.embedder is not None
+        saved: dict[int, bytes] = {}
+        if reuse and self.state_store is not None:
+            wanted = set(reuse)
+            width = 4 * self.embedder.dimension
+            try:
+                rows = self._saved_vectors(min(reuse))
+            except Exception as exc:
+                self.last_error = exc
+                rows = []
+            saved = {i: b for i, b in rows if i in wanted and len(b) == width}
+        block = np.zeros((len(batch), self.embedder.dimension), dtype=np.float32)
+        fresh = [p for p, i in enumerate(batch) if i not in saved]
+        for p, i in enumerate(batch):
+            if i in saved:
+                block[p] = np.frombuffer(saved[i], dtype="<f4")
+        if fresh:
+            block[fresh] = self._embed([texts[p] for p in fresh])
+        return block, fresh
+
+    def _saved_vectors(self, start: int) -> list[tuple[int, bytes]]:
+        """The session's saved vectors of this model from unit ``start`` on."""
+        assert self.state_store is not None
+        assert self.embedder is not None
+        load = self.state_store.load_vectors
+        if "start" in inspect.signature(load).parameters:  # e.g. PostgresStore: only those rows
+            ranged: list[tuple[int, bytes]] = load(  # type: ignore[call-arg]
+                self.session_id, self.embedder.model_id, start=start
+            )
+            return ranged
+        return [row for row in load(self.session_id, self.embedder.model_id) if row[0] >= start]
+
     def _persist(self, indexes: Sequence[int], vectors: npt.NDArray[np.float32]) -> None:
-        if self.state_store is None or self.embedder is None:
+        if self.state_store is None or self.embedder is None or not indexes:
             return
         rows = [(int(i), vector_bytes(v)) for i, v in zip(indexes, vectors, strict=True)]
         self.state_store.save_vectors(self.session_id, self.embedder.model_id, rows)
@@ -859,7 +917,7 @@ class TurnRecall(StoredMemory):
         self.index.prepare_with(lambda: self._prepare_lines(len(self._units)))
 
     def _on_add(self, unit: Unit) -> None:
-        self.index.add(unit)
+        self.index.add(unit, elsewhere=self._stored_elsewhere(unit.index))
 
     def flush(self) -> None:
         """Wait until every stored unit is embedded and its vector saved."""

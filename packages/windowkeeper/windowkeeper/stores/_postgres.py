@@ -599,14 +599,20 @@ class PostgresStore:
 
         self._write(work)
 
-    def load_vectors(self, session_id: str, model_id: str) -> list[tuple[int, bytes]]:
-        """Every (unit index, vector bytes) row of the session for the model, by index."""
+    def load_vectors(
+        self, session_id: str, model_id: str, *, start: int = 0
+    ) -> list[tuple[int, bytes]]:
+        """Every (unit index, vector bytes) row of the session for the model, by index.
+
+        ``start``: only the rows of units from that index on (a process that read other
+        processes' new units takes their vectors, not the whole session's).
+        """
         s = self.schema
         rows = self._read(
             lambda conn: conn.execute(
                 f"SELECT idx, vector FROM {s}.vectors WHERE session_id = %s AND model_id = %s "
-                "ORDER BY idx",
-                (session_id, model_id),
+                "AND idx >= %s ORDER BY idx",
+                (session_id, model_id, start),
             ).fetchall()
         )
         return [(int(i), bytes(b)) for i, b in rows]
