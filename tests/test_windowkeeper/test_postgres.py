@@ -7,8 +7,10 @@ restart, and the typed errors a bad DSN or schema gets.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -188,26 +190,38 @@ def test_two_app_servers_share_one_conversation(postgres: Postgres, pg_schema: s
         ]
 
 
+@contextlib.contextmanager
+def two_recall_servers(
+    postgres: Postgres, schema: str, first: Any, second: Any
+) -> Iterator[tuple[TurnRecall, TurnRecall]]:
+    """One session's turn recall on two app servers (two stores), with these embedders."""
+    with (
+        PostgresStore(postgres.dsn, schema=schema) as one,
+        PostgresStore(postgres.dsn, schema=schema) as two,
+    ):
+        a = TurnRecall(COUNTER, store=one, session_id="chat", embedder=first, recent_units=1)
+        b = TurnRecall(COUNTER, store=two, session_id="chat", embedder=second, recent_units=1)
+        try:
+            yield a, b
+        finally:
+            a.close()
+            b.close()
+
+
+def said(text: str) -> list[Message]:
+    return [Message(role="user", content=text), Message(role="assistant", content="ok")]
+
+
 def test_a_second_server_reuses_the_vectors_the_first_one_saved(
     postgres: Postgres, pg_schema: str
 ) -> None:
     """Recall on two app servers: a turn is embedded once, by the server that stored it."""
     from tests.test_windowkeeper.test_recall import HashEmbedder
 
-    with (
-        PostgresStore(postgres.dsn, schema=pg_schema) as one,
-        PostgresStore(postgres.dsn, schema=pg_schema) as two,
-    ):
-        e1, e2 = HashEmbedder(), HashEmbedder()
-        a = TurnRecall(COUNTER, store=one, session_id="chat", embedder=e1, recent_units=1)
-        b = TurnRecall(COUNTER, store=two, session_id="chat", embedder=e2, recent_units=1)
+    e1, e2 = HashEmbedder(), HashEmbedder()
+    with two_recall_servers(postgres, pg_schema, e1, e2) as (a, b):
         for i in range(6):
-            a.add(
-                [
-                    Message(role="user", content=f"fact {i}: code K{i}"),
-                    Message(role="assistant", content="ok"),
-                ]
-            )
+            a.add(said(f"fact {i}: code K{i}"))
         a.flush()
         assert e1.texts == 6
         view = b.view("which code had fact 2?", budget=400)  # b reads a's six turns
@@ -218,28 +232,18 @@ def test_a_second_server_reuses_the_vectors_the_first_one_saved(
         assert 2 in [u.index for u in view.recalled]
         for i in range(6):  # the same vectors as a's, row for row
             assert np.array_equal(b.index._vectors.vector(i), a.index._vectors.vector(i))
-        # a turn b stores itself is embedded by b, and a then reuses it
-        b.add(
-            [
-                Message(role="user", content="fact 6: code K6"),
-                Message(role="assistant", content="ok"),
-            ]
-        )
+        b.add(said("fact 6: code K6"))  # a turn b stores is embedded by b, and a reuses it
         b.flush()
         assert e2.texts == 3
         a.view("fact 6?", budget=400)
         a.flush()
         assert e1.texts == 6 + 2  # the query and its context, not the turn
-        a.close()
-        b.close()
 
 
 def test_a_vector_not_saved_yet_is_embedded_by_the_reader(
     postgres: Postgres, pg_schema: str
 ) -> None:
     """The first server has not saved a turn's vector yet: the second embeds it itself."""
-    import threading
-
     from tests.test_windowkeeper.test_recall import HashEmbedder
 
     class Held(HashEmbedder):
@@ -251,25 +255,16 @@ def test_a_vector_not_saved_yet_is_embedded_by_the_reader(
             self.go.wait(10)
             return super().embed(texts)
 
-    with (
-        PostgresStore(postgres.dsn, schema=pg_schema) as one,
-        PostgresStore(postgres.dsn, schema=pg_schema) as two,
-    ):
-        e1, e2 = Held(), HashEmbedder()
-        a = TurnRecall(COUNTER, store=one, session_id="chat", embedder=e1, recent_units=1)
-        b = TurnRecall(COUNTER, store=two, session_id="chat", embedder=e2, recent_units=1)
+    e1, e2 = Held(), HashEmbedder()
+    with two_recall_servers(postgres, pg_schema, e1, e2) as (a, b):
         for i in range(3):
-            a.add(
-                [Message(role="user", content=f"fact {i}"), Message(role="assistant", content="ok")]
-            )
+            a.add(said(f"fact {i}"))
         b.view("fact 1?", budget=400)  # a's worker is held: nothing saved yet
         b.flush()
         assert e2.texts == 3 + 2  # the three turns and the query with its context
         e1.go.set()
         a.flush()  # a saves its own (equal) vectors over b's: the same rows, the same bytes
         assert np.array_equal(a.index._vectors.vector(1), b.index._vectors.vector(1))
-        a.close()
-        b.close()
 
 
 def test_the_summary_lease_is_held_by_one_process_at_a_time(
