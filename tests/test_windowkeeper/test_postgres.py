@@ -463,6 +463,23 @@ def test_a_server_restart_fails_calls_with_a_typed_error_then_recovers(
         assert [u.index for u in store.units("r")] == list(range(6))
 
 
+def test_after_a_restart_one_failed_call_clears_every_broken_pooled_connection(
+    postgres: Postgres, pg_schema: str
+) -> None:
+    """Connections are not tested when lent: the first call after a restart fails once, the
+    pool's idle connections are all checked then, and the retry succeeds on a fresh one."""
+    with PostgresStore(postgres.dsn, schema=pg_schema, min_size=4, max_size=4, timeout=20) as store:
+        for i in range(3):
+            store.append(unit(i, "p"))
+        postgres.stop()
+        postgres.start()  # every pooled connection is now broken
+        started = time.monotonic()
+        store.append(unit(3, "p"))  # retried, not raised
+        assert time.monotonic() - started < 5.0  # one pause, not one per broken connection
+        assert [u.index for u in store.units("p")] == [0, 1, 2, 3]
+        assert store._pool.get_stats().get("connections_lost", 0) >= 3
+
+
 def test_writes_during_a_server_restart_land_once_each(postgres: Postgres, pg_schema: str) -> None:
     """Appends keep going while the server restarts: retried, none lost, none stored twice."""
     import threading

@@ -11,6 +11,7 @@ its session and releases the lock, and another process picks the work up).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -224,7 +225,6 @@ class PostgresStore:
             min_size=min_size,
             max_size=max_size,
             timeout=self.timeout,
-            check=psycopg_pool.ConnectionPool.check_connection,
             kwargs={"autocommit": True},
             open=False,
             name=f"windowkeeper-{schema}",
@@ -358,6 +358,16 @@ class PostgresStore:
                 f"PostgreSQL at {redact(self.dsn)} is unreachable", cause=_cause(exc)
             ) from exc
 
+    def _drop_broken(self) -> None:
+        """After a lost connection, test the idle ones and replace those that are broken too.
+
+        Connections are not tested each time they are lent (that costs a round trip per call):
+        a server restart is noticed by the first call that fails, and this clears every other
+        connection it left broken, so the retry that follows gets a working one.
+        """
+        with contextlib.suppress(Exception):  # the retry reports what is wrong
+            self._pool.check()
+
     def _read(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
         """``work(connection)``, tried again while the server is away (reads are idempotent)."""
         return self._write(functools.partial(_ignore_retry, work))
@@ -380,6 +390,7 @@ class PostgresStore:
             except StoreUnavailableError:
                 if self._closed or time.monotonic() + pause > deadline:
                     raise
+                self._drop_broken()
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
             retry = True
