@@ -6,6 +6,7 @@ import hashlib
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -988,3 +989,48 @@ def test_exit_during_a_minilm_embedding_does_not_abort(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "terminate called" not in out.stderr
+
+
+def test_kept_facts_inside_json_are_its_values_not_one_span() -> None:
+    """A tool result is often JSON: the dates and ids in its cut part are kept one by one."""
+    from windowkeeper.memory._base import kept_facts
+
+    record = (
+        '{"order_id": "A-12345", "status": "shipped", "tracking": "0A1B2C3D4E", "events": '
+        '["2025-03-01 label created", "2025-03-02 picked up"], "ship_to": {"postcode": "98765"}, '
+        '"help": "https://x.io/track/A-12345", "contact": "ops@example.com"}'
+    )
+    cut = record.index('"events"')
+    facts = kept_facts(record[cut:], exclude=record[:cut])
+    assert facts == [
+        "2025-03-01",
+        "2025-03-02",
+        "98765",
+        "https://x.io/track/A-12345",
+        "ops@example.com",
+    ]
+
+
+def test_the_worker_primes_between_turns_and_stays_for_the_next_one() -> None:
+    """After a turn is indexed the worker, once idle for a moment, does the next query's
+    query-independent work, and keeps running: the next turn does not start a new thread."""
+    from windowkeeper.memory._recall import PRIME_AFTER_S
+
+    index = RecallIndex(embedder=None)
+    index.add(said_by(0, "Ann", "I adopted a kitten called Pixel."))
+    index.add(said_by(1, "Ann", "She likes the window sill."))
+    worker = index._worker
+    assert worker is not None
+    deadline = time.monotonic() + 5
+    while index._unprimed or index._unindexed:  # nobody searches or flushes: the worker primes
+        assert time.monotonic() < deadline
+        time.sleep(PRIME_AFTER_S / 5)
+    assert index._context_cache_scores is not None
+    assert index._context_cache_scores[0] == (1, 2)  # the newest turn, with both indexed
+    index.add(said_by(2, "Ann", "Pixel is three now."))
+    index.flush()  # primed here, while the worker waits its short wait
+    time.sleep(3 * PRIME_AFTER_S)
+    index.add(said_by(3, "Ann", "She sleeps all day."))
+    assert index._worker is worker  # the worker did not end between turns
+    assert worker.is_alive()
+    index.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from windowkeeper.exceptions import InvalidConfigError
@@ -97,9 +97,16 @@ def _json_spans(text: str) -> list[tuple[int, int]]:
 
 
 def find_spans(
-    text: str, extra: Sequence[str | re.Pattern[str]] = (), *, defaults: bool = True
+    text: str,
+    extra: Sequence[str | re.Pattern[str]] = (),
+    *,
+    defaults: bool = True,
+    kinds: Collection[str] | None = None,
 ) -> list[Span]:
     """The protected spans of ``text``, sorted, overlapping ones merged.
+
+    ``kinds`` limits the default kinds looked for (e.g. no ``"json"``: an array of dates is then
+    its dates, not one span); ``None`` looks for all of them.
 
     Example:
         >>> [s.text for s in find_spans("Pay USD 1,234.50 by 2024-03-17 at https://x.io/pay.")]
@@ -108,10 +115,14 @@ def find_spans(
     found: list[tuple[int, int, str]] = []
     if defaults:
         for kind, pattern in _DEFAULT:
-            found += [
-                (m.start(), m.end(), kind) for m in pattern.finditer(text) if m.end() > m.start()
-            ]
-        found += [(a, b, "json") for a, b in _json_spans(text)]
+            if kinds is None or kind in kinds:
+                found += [
+                    (m.start(), m.end(), kind)
+                    for m in pattern.finditer(text)
+                    if m.end() > m.start()
+                ]
+        if kinds is None or "json" in kinds:
+            found += [(a, b, "json") for a, b in _json_spans(text)]
     for pattern in _compile(extra):
         found += [
             (m.start(), m.end(), "user") for m in pattern.finditer(text) if m.end() > m.start()

@@ -87,8 +87,8 @@ def kept_facts(text: str, *, exclude: str = "", limit: int = MAX_KEPT_FACTS) -> 
 
     What an abbreviated tool result keeps from the part it leaves out, so a booking code or a
     tracking number recalled with its turn is still there to read. They are the protected spans
-    a compressor keeps (:func:`windowkeeper._spans.find_spans`; code and JSON, which would bring
-    the cut text back, are left out). Facts already in ``exclude`` (the part shown) are not
+    a compressor keeps (:func:`windowkeeper._spans.find_spans`; not code or JSON, which would
+    bring the cut text back and hide the facts inside them). Facts already in ``exclude`` (the part shown) are not
     repeated.
 
     Example:
@@ -96,9 +96,9 @@ def kept_facts(text: str, *, exclude: str = "", limit: int = MAX_KEPT_FACTS) -> 
         ['BK-77312', '2025-03-17', '09:30', 'https://x.io/b/7']
     """
     out: list[str] = []
-    for span in find_spans(text):
+    for span in find_spans(text, kinds=FACT_KINDS):
         fact = span.text.strip()
-        if span.kind not in FACT_KINDS or len(fact) < 2 or fact in out or fact in exclude:
+        if len(fact) < 2 or fact in out or fact in exclude:
             continue
         out.append(fact)
         if len(out) >= limit:

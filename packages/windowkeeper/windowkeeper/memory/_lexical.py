@@ -194,6 +194,7 @@ class BM25Index:
         self._average = 0.0  # the average length the norm and the cached parts use
         self._fitted_total = 0.0  # the summed length of the documents in _norm
         self._filled: dict[str, int] = {}  # rows of each cached term already computed
+        self._touched: set[str] = set()  # cached terms that gained rows since the last refresh
 
     def __len__(self) -> int:
         return len(self._doc_ids)
@@ -224,12 +225,15 @@ class BM25Index:
             self._doc_ids.append(doc_id)
             length = float(sum(counts.values()))
             self._lengths.append(length)
+            arrays, touched = self._arrays, self._touched
             for term, tf in counts.items():
                 posting = self._postings.get(term)
                 if posting is None:
                     posting = self._postings[term] = (array("i"), array("f"))
                 posting[0].append(row)
                 posting[1].append(tf)
+                if term in arrays:
+                    touched.add(term)
 
     def search(
         self, query: str, k: int, *, exclude: Container[int] = frozenset()
@@ -393,17 +397,20 @@ class BM25Index:
     def refresh(self) -> None:
         """Do now the work the next query would do for documents added since the last one.
 
-        Fits the length norm of the new documents and extends the cached parts of every long
-        posting (:data:`CACHED_POSTING`) they added to. Scores are the same with or without it:
-        an index owner calls it off the request path (e.g. right after indexing, on a worker
-        thread) so that a query only reads.
+        Fits the length norm of the new documents and extends the cached parts of the long
+        postings (:data:`CACHED_POSTING`) they added to, and only those. Scores are the same
+        with or without it: an index owner calls it off the request path (e.g. right after
+        indexing, on a worker thread) so that a query only reads.
         """
         with self._lock:
             n = len(self._doc_ids)
             if n == 0:
                 return
             self._fit_norm(n)
-            self._cached_parts(list(self._arrays))
+            touched = [t for t in self._touched if t in self._arrays]
+            self._touched.clear()
+            if touched:
+                self._cached_parts(touched)
 
     def _cached_parts(
         self, terms: list[str]

@@ -52,6 +52,11 @@ FusionMethod = Literal["score", "rrf"]
 WORKER_IDLE_S = 2.0
 """Seconds the embedding worker waits for work before it ends (the next add starts another)."""
 
+PRIME_AFTER_S = 0.05
+"""The recall worker does a search's query-independent work (:meth:`RecallIndex._prime`) once it
+has had nothing to index for this long: between turns, while the user reads and types, not while
+a request that just stored a turn is searching (it does that work itself)."""
+
 REFILLS = 1
 """Extra passes that fill the room left when the exact count is below the estimate."""
 
@@ -246,6 +251,7 @@ class RecallIndex:
         self._context_cache_scores: tuple[tuple[int, int], npt.NDArray[np.float32]] | None = None
         self._newest_terms: tuple[Unit, list[str]] | None = None
         self._elsewhere: set[int] = set()  # pending units another process stored (and embedded)
+        self._unprimed = False  # units indexed since the last _prime
         self._speakers: dict[tuple[str, ...], list[int]] = {}  # a name's words -> its BM25 rows
         self.embedded = 0
         """Texts embedded by this index so far (units and queries): persistence is tested with it."""
@@ -377,6 +383,7 @@ class RecallIndex:
         if not self._unindexed:
             return
         batch, self._unindexed = self._unindexed, []
+        self._unprimed = True
         vectors = self._vectors is not None
         for unit in batch:
             text = index_text(unit)
@@ -388,13 +395,16 @@ class RecallIndex:
                 self._pending[unit.index] = text
 
     def flush(self) -> None:
-        """Wait until every added unit has its vector (and it is saved).
+        """Wait until every added unit has its vector (and it is saved), and is primed.
 
         Raises:
             Exception: What the embedder or the store raised on the worker thread since the last
                 flush (see also :attr:`last_error`).
         """
         self._wait(lambda: not self._pending and not self._unindexed, raise_error=True)
+        with self._lock:
+            if self._unprimed:
+                self._prime()
 
     def close(self) -> None:
         """Finish pending work and stop the worker thread now (the index stays usable).
@@ -439,8 +449,14 @@ class RecallIndex:
 
         while True:
             try:
-                first = self._queue.get(timeout=WORKER_IDLE_S)
+                short = self._unprimed
+                first = self._queue.get(timeout=PRIME_AFTER_S if short else WORKER_IDLE_S)
             except queue.Empty:
+                if short:  # quiet for a moment (between turns): prime, then wait the long way
+                    with self._lock:
+                        if self._unprimed:
+                            self._prime()
+                    continue
                 with self._lock:  # add() enqueues under this lock: nothing can slip in
                     if self._queue.empty():
                         if self._worker is threading.current_thread():
@@ -467,7 +483,6 @@ class RecallIndex:
                     self.last_error = exc
             with self._done:
                 self._index_words()
-                self._prime()
                 if self._vectors is None:
                     self._done.notify_all()
                     continue
@@ -704,8 +719,11 @@ class RecallIndex:
         """Under the lock, after indexing: what the next query needs that does not depend on it.
 
         The index's per-document work (:meth:`BM25Index.refresh`) and the scores of the newest
-        turn's words, which the next query usually follows.
+        turn's words, which the next query usually follows. The worker does it once it has been
+        idle for :data:`PRIME_AFTER_S`, and :meth:`flush` before it returns; a search that comes
+        first does the part it needs itself, with the same results.
         """
+        self._unprimed = False
         self._lexical.refresh()
         newest = self._newest_terms
         if (
