@@ -195,6 +195,7 @@ class BM25Index:
         self._fitted_total = 0.0  # the summed length of the documents in _norm
         self._filled: dict[str, int] = {}  # rows of each cached term already computed
         self._touched: set[str] = set()  # cached terms that gained rows since the last refresh
+        self._ids_array: npt.NDArray[np.int64] | None = None  # doc_ids(), until a document is added
 
     def __len__(self) -> int:
         return len(self._doc_ids)
@@ -271,11 +272,19 @@ class BM25Index:
         ]
 
     def doc_ids(self) -> npt.NDArray[np.int64]:
-        """Every document id, in the order added (the rows of :meth:`scores`)."""
+        """Every document id, in the order added (the rows of :meth:`scores`); read-only.
+
+        Kept between calls and rebuilt only when documents were added.
+        """
         import numpy as np
 
         with self._lock:
-            return np.array(self._doc_ids, dtype=np.int64)
+            cached = self._ids_array
+            if cached is None or len(cached) != len(self._doc_ids):
+                cached = np.array(self._doc_ids, dtype=np.int64)
+                cached.flags.writeable = False
+                self._ids_array = cached
+            return cached
 
     def document_frequency(self, term: str) -> int:
         """How many documents contain ``term`` (an index term, as :meth:`terms` makes them)."""
@@ -397,8 +406,9 @@ class BM25Index:
     def refresh(self) -> None:
         """Do now the work the next query would do for documents added since the last one.
 
-        Fits the length norm of the new documents and extends the cached parts of the long
-        postings (:data:`CACHED_POSTING`) they added to, and only those. Scores are the same
+        Fits the length norm of the new documents, extends the cached parts of the long
+        postings (:data:`CACHED_POSTING`) they added to (only those), and rebuilds
+        :meth:`doc_ids`. Scores are the same
         with or without it: an index owner calls it off the request path (e.g. right after
         indexing, on a worker thread) so that a query only reads.
         """
@@ -407,6 +417,7 @@ class BM25Index:
             if n == 0:
                 return
             self._fit_norm(n)
+            self.doc_ids()
             touched = [t for t in self._touched if t in self._arrays]
             self._touched.clear()
             if touched:

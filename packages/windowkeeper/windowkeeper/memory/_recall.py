@@ -769,8 +769,8 @@ def _fuse(
 
     if lexical is None and dense is None:
         return None
-    fused = np.zeros(n, dtype=np.float32)
     if s.fusion == "rrf":
+        fused = np.zeros(n, dtype=np.float32)
         if lexical is not None:
             matched = np.flatnonzero(lexical > 0)
             order = matched[np.lexsort((matched, -lexical[matched]))]
@@ -779,15 +779,18 @@ def _fuse(
             order = np.lexsort((np.arange(len(dense)), -dense))
             fused[order] += s.dense_weight / (s.rrf_k + np.arange(1, len(order) + 1))
         return fused
+    scored: npt.NDArray[np.float32] | None = None  # the same sums as adding to zeros, fewer passes
     if lexical is not None:
         best = lexical.max()
         if best > 0:
-            fused += s.lexical_weight * lexical / best
+            scored = s.lexical_weight * lexical / best
     if dense is not None and len(dense):
         low, high = float(dense.min()), float(dense.max())
         if high > low:
-            fused[: len(dense)] += s.dense_weight * (dense - low) / (high - low)
-    return fused
+            if scored is None:
+                scored = np.zeros(n, dtype=np.float32)
+            scored[: len(dense)] += s.dense_weight * (dense - low) / (high - low)
+    return scored if scored is not None else np.zeros(n, dtype=np.float32)
 
 
 def _smooth(
