@@ -64,3 +64,12 @@ def machine(packages: Sequence[str]) -> str:
 def load() -> str:
     """The load averages, to read beside timings taken on a shared machine."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def overrides(text: str) -> dict[str, float | int]:
+    """``key=value,...`` as keyword overrides, e.g. of ``RecallSettings`` (a dotted value is a float)."""
+    out: dict[str, float | int] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        out[key.strip()] = float(value) if "." in value else int(value)
+    return out

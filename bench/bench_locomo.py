@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "locomo10.json"
@@ -290,10 +291,7 @@ def main() -> None:
     if args.conversations:
         first, _, last = args.conversations.partition("-")
         convs = convs[int(first) - 1 : int(last or first)]
-    variant: dict[str, Any] = {}
-    for item in filter(None, args.variant.split(",")):
-        key, _, value = item.partition("=")
-        variant[key.strip()] = float(value) if "." in value else int(value)
+    variant = overrides(args.variant)
     counter = TokenCounter(args.model)
     wanted = args.methods.split(",")
     unknown = [m for m in wanted if m not in METHODS]

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _chat import SupportChat  # noqa: E402
-from _common import load, machine  # noqa: E402
+from _common import load, machine, overrides  # noqa: E402
 from windowkeeper import Message, TokenCounter, ToolCall  # noqa: E402
 from windowkeeper.memory import TurnRecall  # noqa: E402
 from windowkeeper.memory._recall import RecallSettings  # noqa: E402
@@ -196,15 +196,6 @@ def build(size: int, seed: int) -> tuple[list[list[Message]], list[Question]]:
     return turns, questions
 
 
-def settings(text: str) -> dict[str, float | int]:
-    """``key=value,...`` as RecallSettings overrides (a value with a dot is a float)."""
-    out: dict[str, float | int] = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        out[key.strip()] = float(value) if "." in value else int(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> None:
     hits: dict[tuple[str, int], list[bool]] = defaultdict(list)
     misled: dict[tuple[str, int], list[bool]] = defaultdict(list)
@@ -214,7 +205,7 @@ def run(args: argparse.Namespace) -> None:
             turns, questions = build(size, args.seed * 1000 + size + c)
             memory = TurnRecall(
                 COUNTER,
-                settings=RecallSettings(**settings(args.set)),
+                settings=RecallSettings(**overrides(args.set)),
                 **({"embedder": None} if args.bm25_only else {}),
             )
             for turn in turns:

@@ -1025,8 +1025,8 @@ def test_the_worker_primes_between_turns_and_stays_for_the_next_one() -> None:
     while index._unprimed or index._unindexed:  # nobody searches or flushes: the worker primes
         assert time.monotonic() < deadline
         time.sleep(PRIME_AFTER_S / 5)
-    assert index._context_cache_scores is not None
-    assert index._context_cache_scores[0] == (1, 2)  # the newest turn, with both indexed
+    assert index._context_cache is not None
+    assert index._context_cache[0] == (1, 2)  # the newest turn, with both indexed
     index.add(said_by(2, "Ann", "Pixel is three now."))
     index.flush()  # primed here, while the worker waits its short wait
     time.sleep(3 * PRIME_AFTER_S)

@@ -278,7 +278,6 @@ class StoredMemory:
         # a store other processes append to (PostgreSQL): re-read before each view, append at the
         # index the store assigns
         self._shared = getattr(self.store, "shared", False) is True
-        self._elsewhere: set[int] = set()  # units another process stored, until _on_add saw them
         append_next = getattr(self.store, "append_next", None) if self._shared else None
         self._append_next: Callable[[Unit], Unit] | None = (
             append_next if callable(append_next) else None
@@ -401,9 +400,8 @@ class StoredMemory:
                 )
             self._units.extend(missed)
             self._units.append(unit)
-        self._note_elsewhere(missed)
         for other in missed:
-            self._on_add(other)
+            self._on_add(other, elsewhere=True)
         self._on_add(unit)
         return unit
 
@@ -419,24 +417,9 @@ class StoredMemory:
         with self._lock:
             fresh = self._read_from(len(self._units))
             self._units.extend(fresh)
-        self._note_elsewhere(fresh)
         for unit in fresh:
-            self._on_add(unit)
+            self._on_add(unit, elsewhere=True)
         return fresh
-
-    def _note_elsewhere(self, units: Sequence[Unit]) -> None:
-        """Remember that ``units`` were stored by another process (read from a shared store)."""
-        if units:
-            with self._lock:
-                self._elsewhere.update(u.index for u in units)
-
-    def _stored_elsewhere(self, index: int) -> bool:
-        """Whether unit ``index`` came from another process (asked once, by :meth:`_on_add`)."""
-        with self._lock:
-            if index in self._elsewhere:
-                self._elsewhere.discard(index)
-                return True
-            return False
 
     def _read_from(self, start: int, *, stop: int | None = None) -> list[Unit]:
         """Stored units ``[start, stop)`` of the session, checked to continue ours (no gap)."""
@@ -456,8 +439,11 @@ class StoredMemory:
             )
         return units
 
-    def _on_add(self, unit: Unit) -> None:
-        """Called after a unit is stored (outside the lock)."""
+    def _on_add(self, unit: Unit, *, elsewhere: bool = False) -> None:
+        """Called after a unit is stored (outside the lock).
+
+        ``elsewhere``: another process stored it (read from a shared store).
+        """
 
     def newest_fitting(
         self, budget: int, *, start: int = 0, stop: int | None = None

@@ -215,8 +215,8 @@ class LayeredMemory(SummaryTier, TurnRecall):
 
     # ------------------------------------------------------------------------------ summary
 
-    def _on_add(self, unit: Unit) -> None:
-        super()._on_add(unit)  # index it
+    def _on_add(self, unit: Unit, *, elsewhere: bool = False) -> None:
+        super()._on_add(unit, elsewhere=elsewhere)  # index it
         with self._lock:
             self._request_summary(pressure=False)
 

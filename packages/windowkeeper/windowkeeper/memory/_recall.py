@@ -233,6 +233,9 @@ class RecallIndex:
         self.state_store = state_store
         self.session_id = session_id
         self.settings = settings if settings is not None else RecallSettings()
+        self._ranged_load = state_store is not None and "start" in (
+            inspect.signature(state_store.load_vectors).parameters
+        )
         self._lexical = BM25Index(
             k1=self.settings.k1, b=self.settings.b, stemming=self.settings.stemming
         )
@@ -247,8 +250,8 @@ class RecallIndex:
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
         self._query_cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
-        self._context_cache: tuple[int, int, list[str]] | None = None
-        self._context_cache_scores: tuple[tuple[int, int], npt.NDArray[np.float32]] | None = None
+        # the context turn's word scores: ((unit index, documents indexed), scores or None)
+        self._context_cache: tuple[tuple[int, int], npt.NDArray[np.float32] | None] | None = None
         self._newest_terms: tuple[Unit, list[str]] | None = None
         self._elsewhere: set[int] = set()  # pending units another process stored (and embedded)
         self._unprimed = False  # units indexed since the last _prime
@@ -360,7 +363,7 @@ class RecallIndex:
                     reuse = self._take_elsewhere([unit.index])
                     vector, fresh = self._vectors_for([unit.index], [text], reuse)
                     self._vectors.add([unit.index], vector)
-                    self._persist([[unit.index][p] for p in fresh], vector[fresh])
+                    self._persist([unit.index] if fresh else [], vector[fresh])
                 return
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
@@ -576,7 +579,7 @@ class RecallIndex:
         assert self.state_store is not None
         assert self.embedder is not None
         load = self.state_store.load_vectors
-        if "start" in inspect.signature(load).parameters:  # e.g. PostgresStore: only those rows
+        if self._ranged_load:  # e.g. PostgresStore: only those rows
             ranged: list[tuple[int, bytes]] = load(  # type: ignore[call-arg]
                 self.session_id, self.embedder.model_id, start=start
             )
@@ -701,18 +704,20 @@ class RecallIndex:
         """The BM25 scores of the context turn's words (:meth:`_context_terms`), under the lock.
 
         Kept apart from the query's own terms and added to them, so the worker can compute
-        them right after indexing the turn (:meth:`_prime`), off the request path; a search that
-        finds them missing computes the same numbers itself.
+        them between turns (:meth:`_prime`), off the request path; a search that finds them
+        missing computes the same numbers itself. ``None``: the turn has no indexed word.
         """
         key = (unit.index, len(self._lexical))
-        cached = self._context_cache_scores
+        cached = self._context_cache
         if cached is not None and cached[0] == key:
             return cached[1]
         terms = self._context_terms(unit)
-        if not terms:
-            return None
-        scores = self._lexical.scores(dict.fromkeys(terms, self.settings.context_weight))
-        self._context_cache_scores = (key, scores)
+        scores = (
+            self._lexical.scores(dict.fromkeys(terms, self.settings.context_weight))
+            if terms
+            else None
+        )
+        self._context_cache = (key, scores)
         return scores
 
     def _prime(self) -> None:
@@ -735,9 +740,6 @@ class RecallIndex:
 
     def _context_terms(self, unit: Unit) -> list[str]:
         """The rarest words of the context turn (the ones that say what it is about)."""
-        cached = self._context_cache
-        if cached is not None and cached[0] == unit.index and cached[1] == len(self._lexical):
-            return cached[2]
         newest = self._newest_terms
         terms = set(
             newest[1]
@@ -746,9 +748,7 @@ class RecallIndex:
         )
         frequency = self._lexical.document_frequencies(terms)
         present = sorted((f, t) for t, f in frequency.items() if f > 0)
-        chosen = [t for _, t in present[:CONTEXT_TERMS]]
-        self._context_cache = (unit.index, len(self._lexical), chosen)
-        return chosen
+        return [t for _, t in present[:CONTEXT_TERMS]]
 
     def _dense_query(self, query: str, context_text: str) -> npt.NDArray[np.float32] | None:
         vector = self.query_vector(query) if query.strip() else None
@@ -937,8 +937,8 @@ class TurnRecall(StoredMemory):
         # the index's worker renders and counts the lines of new units, off the request path
         self.index.prepare_with(lambda: self._prepare_lines(len(self._units)))
 
-    def _on_add(self, unit: Unit) -> None:
-        self.index.add(unit, elsewhere=self._stored_elsewhere(unit.index))
+    def _on_add(self, unit: Unit, *, elsewhere: bool = False) -> None:
+        self.index.add(unit, elsewhere=elsewhere)
 
     def flush(self) -> None:
         """Wait until every stored unit is embedded and its vector saved."""

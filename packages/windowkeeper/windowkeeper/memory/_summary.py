@@ -319,7 +319,7 @@ class RollingSummary(SummaryTier):
 
     # ---------------------------------------------------------------------------- triggers
 
-    def _on_add(self, unit: Unit) -> None:
+    def _on_add(self, unit: Unit, *, elsewhere: bool = False) -> None:
         with self._lock:
             record = self.keeper.current()
             covers = min(record.covers, len(self._units)) if record is not None else 0
