@@ -17,7 +17,15 @@ from hypothesis import strategies as st
 from windowkeeper import InvalidConfigError, Message, SQLiteStore, TokenCounter
 from windowkeeper._units import Unit
 from windowkeeper.memory._base import recalled_message, render_unit
-from windowkeeper.memory._lexical import CACHED_POSTING, STOP_WORDS, BM25Index, stem, tokenize
+from windowkeeper.memory._lexical import (
+    CACHED_POSTING,
+    DENSE_SHARE,
+    STOP_WORDS,
+    BM25Index,
+    best_rows,
+    stem,
+    tokenize,
+)
 from windowkeeper.memory._recall import RecallIndex, RecallSettings, TurnRecall
 from windowkeeper.memory._vectors import CallableEmbedder, Embedder, VectorIndex, as_embedder
 from windowkeeper.stores import MemoryStore
@@ -188,6 +196,54 @@ def test_bm25_long_and_short_postings_score_together_as_the_formula_says() -> No
     top = np.argsort(-index.scores(query), kind="stable")[:20]
     want = sum(w * reference_bm25(docs, [t]) for t, w in query.items())
     assert set(top.tolist()) == set(np.argsort(-want, kind="stable")[:20].tolist())
+
+
+def test_bm25_terms_moving_between_dense_vectors_and_cached_postings_score_the_same() -> None:
+    """A term in one document in DENSE_SHARE or more is added as one dense vector, a rarer long
+    one through its cached posting; a term that crosses the line either way keeps its scores."""
+    assert CACHED_POSTING * DENSE_SHARE <= 6_000
+    rng = np.random.default_rng(17)
+    index, fresh = BM25Index(stemming=False), BM25Index(stemming=False)
+    docs: list[list[str]] = []
+    # early: dense, then a long posting once n > 8 x 1,000; late: a long posting from df 512,
+    # dense from about step 6,860; mid: a long posting, never dense; half: always dense
+    query = {"early": 1.0, "late": 0.8, "mid": 0.7, "half": 1.0, "r5": 2.0}
+    seen: dict[str, set[str]] = {term: set() for term in ("early", "late", "mid", "half")}
+    checks = {*range(4_000, 9_000, 500), 6_700, 6_900, 7_900, 8_100, 8_999}
+    for step in range(9_000):
+        doc = [f"r{int(w)}" for w in rng.integers(0, 80, size=int(rng.integers(1, 10)))]
+        doc += ["early"] * (step < 1_000) + ["late"] * (step >= 6_000)
+        doc += ["mid"] * (step % 11 == 0) + ["half"] * (step % 2 == 0)
+        docs.append(doc)
+        index.add(step, " ".join(doc))
+        fresh.add(step, " ".join(doc))
+        if step in checks:
+            got = index.scores(query)
+            for term in seen:
+                if term in index._dense:
+                    seen[term].add("dense")
+                if term in index._arrays:
+                    seen[term].add("posting")
+                assert not (term in index._dense and term in index._arrays), term  # one cache
+            want = sum(w * reference_bm25(docs, [t]) for t, w in query.items())
+            assert np.allclose(got, want, rtol=0.02, atol=1e-4), step
+    assert seen == {
+        "early": {"dense", "posting"},
+        "late": {"dense", "posting"},
+        "mid": {"posting"},
+        "half": {"dense"},
+    }
+    assert np.array_equal(fresh.scores(query), index.scores(query))  # queried once: same bits
+
+
+def test_best_rows_takes_the_highest_positive_scores_and_breaks_ties_by_row() -> None:
+    rng = np.random.default_rng(2)
+    for n, k in [(1, 1), (50, 5), (50, 60), (400, 37), (3_000, 170)]:
+        for _ in range(20):
+            scores = rng.integers(0, 6, size=n).astype(np.float32)  # many ties, many zeros
+            want = sorted((-float(v), row) for row, v in enumerate(scores) if v > 0)[:k]
+            assert best_rows(scores, k).tolist() == [row for _, row in want], (n, k)
+    assert best_rows(np.zeros(10, dtype=np.float32), 3).tolist() == []
 
 
 def test_bm25_scores_do_not_depend_on_when_queries_or_refreshes_ran() -> None:

@@ -46,6 +46,13 @@ CACHED_POSTING = 512
 extended as they grow); shorter ones are computed at each query, all together, which costs less
 than keeping and extending a cache per term."""
 
+DENSE_SHARE = 8
+"""A cached term in at least one document in this many is kept as one dense vector of parts over
+every document (zeros where it is absent) and added to the scores whole: for a term that common a
+vector add costs less than scattering its postings (and reads memory in order, which matters when a
+turn's other work has evicted the index from the CPU caches). The vector takes at most four times
+the memory of the cached posting it replaces, and only terms that were queried are kept."""
+
 STOP_WORDS: frozenset[str] = frozenset(_STOP_TEXT.split())
 """English function words left out of the index (BM25's idf would give them almost no weight
 anyway; dropping them keeps their long postings out of every query)."""
@@ -195,6 +202,9 @@ class BM25Index:
         self._fitted_total = 0.0  # the summed length of the documents in _norm
         self._filled: dict[str, int] = {}  # rows of each cached term already computed
         self._touched: set[str] = set()  # cached terms that gained rows since the last refresh
+        # per term in one document in DENSE_SHARE or more: its parts over every row (0: absent),
+        # and how many of its postings are in
+        self._dense: dict[str, tuple[npt.NDArray[np.float32], int]] = {}
         self._ids_array: npt.NDArray[np.int64] | None = None  # doc_ids(), until a document is added
 
     def __len__(self) -> int:
@@ -226,14 +236,14 @@ class BM25Index:
             self._doc_ids.append(doc_id)
             length = float(sum(counts.values()))
             self._lengths.append(length)
-            arrays, touched = self._arrays, self._touched
+            arrays, dense, touched = self._arrays, self._dense, self._touched
             for term, tf in counts.items():
                 posting = self._postings.get(term)
                 if posting is None:
                     posting = self._postings[term] = (array("i"), array("f"))
                 posting[0].append(row)
                 posting[1].append(tf)
-                if term in arrays:
+                if term in arrays or term in dense:
                     touched.add(term)
 
     def search(
@@ -253,8 +263,6 @@ class BM25Index:
         A term's BM25 contribution is multiplied by its weight (e.g. its count in the query, or a
         lower weight for words taken from the conversation around the query).
         """
-        import numpy as np
-
         with self._lock:
             if k <= 0:
                 return []
@@ -262,10 +270,7 @@ class BM25Index:
             doc_ids = self.doc_ids()
             if exclude:
                 scores[[self._rows[d] for d in _present(exclude, self._rows)]] = 0.0
-        hits = np.flatnonzero(scores > 0)
-        if len(hits) > k:
-            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
-        hits = hits[np.lexsort((hits, -scores[hits]))]
+        hits = best_rows(scores, k)
         return [
             (int(d), float(s))
             for d, s in zip(doc_ids[hits].tolist(), scores[hits].tolist(), strict=True)
@@ -302,7 +307,8 @@ class BM25Index:
         """The BM25 score of every document (in the order added) for weighted query terms.
 
         Only the postings of the query's terms are touched: a term costs in proportion to the
-        number of documents that contain it. The average document length in the length norm is
+        number of documents that contain it (a term in one document in :data:`DENSE_SHARE` or
+        more is added as one vector over every document). The average document length in the length norm is
         refitted whenever the true average has moved by more than :data:`AVERAGE_DRIFT` since the
         last fit (so small indexes are always exact), which lets each posting keep its
         term-frequency part of the score between queries.
@@ -319,13 +325,16 @@ class BM25Index:
             norm = self._norm
             assert norm is not None
             long: list[tuple[str, float, int]] = []  # (term, weight x idf, df)
+            dense: list[tuple[str, float]] = []
             short: list[tuple[array[int], array[float]]] = []
             short_factors: list[float] = []
             for term, weight in terms:
                 posting = self._postings[term]
                 df = len(posting[0])
                 factor = weight * math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-                if df >= CACHED_POSTING:
+                if df >= CACHED_POSTING and df * DENSE_SHARE >= n:
+                    dense.append((term, factor))
+                elif df >= CACHED_POSTING:
                     long.append((term, factor, df))
                 else:
                     short.append(posting)
@@ -342,11 +351,19 @@ class BM25Index:
                 parts_of.append(self._parts(short_rows, short_tf))
                 factors.extend(short_factors)
                 sizes.extend(len(p[0]) for p in short)
-            parts = np.concatenate(parts_of) * np.repeat(
-                np.asarray(factors, dtype=np.float32), sizes
-            )
-            summed = np.bincount(np.concatenate(rows_of), weights=parts, minlength=n)
-            return summed.astype(np.float32)
+            if rows_of:
+                parts = np.concatenate(parts_of) * np.repeat(
+                    np.asarray(factors, dtype=np.float32), sizes
+                )
+                summed = np.bincount(np.concatenate(rows_of), weights=parts, minlength=n)
+                scores = summed.astype(np.float32)
+            if dense:  # in query order, after the postings: the same sums whoever asked before
+                vectors = self._dense_parts([t for t, _ in dense], n)
+                term_scores = np.empty(n, dtype=np.float32)
+                for vector, (_, factor) in zip(vectors, dense, strict=True):
+                    np.multiply(vector, np.float32(factor), out=term_scores)
+                    scores += term_scores
+            return scores
 
     def _parts(self, rows: array[int], tf: array[float]) -> npt.NDArray[np.float32]:
         """``tf * (k1 + 1) / (tf + norm)`` of each posting entry, under the fitted norm."""
@@ -402,6 +419,7 @@ class BM25Index:
         self._fitted = n
         self._arrays.clear()
         self._filled.clear()
+        self._dense.clear()
 
     def refresh(self) -> None:
         """Do now the work the next query would do for documents added since the last one.
@@ -419,9 +437,52 @@ class BM25Index:
             self._fit_norm(n)
             self.doc_ids()
             touched = [t for t in self._touched if t in self._arrays]
+            dense = [t for t in self._touched if t in self._dense]
             self._touched.clear()
             if touched:
                 self._cached_parts(touched)
+            if dense:
+                self._dense_parts(dense, n)
+
+    def _dense_parts(self, terms: list[str], n: int) -> list[npt.NDArray[np.float32]]:
+        """Each term's parts (:meth:`_parts`) over rows ``[0, n)``, 0 where it is absent; cached.
+
+        A term stored this way drops its posting cache (:meth:`_cached_parts`), and the other
+        way round, so a term keeps one of the two. The vectors grow by doubling, and the postings
+        every term gained since the last call are computed together.
+        """
+        import numpy as np
+
+        stale: list[tuple[str, int, int]] = []  # (term, postings in, postings now)
+        fresh_rows, fresh_tf = array("i"), array("f")
+        for term in terms:
+            rows_buffer, tf_buffer = self._postings[term]
+            total = len(rows_buffer)
+            cached = self._dense.get(term)
+            if cached is None:
+                self._arrays.pop(term, None)
+                self._filled.pop(term, None)
+            vector, done = cached if cached is not None else (None, 0)
+            if vector is None or len(vector) < n:
+                grown = np.zeros(max(n, 2 * (len(vector) if vector is not None else 0)), np.float32)
+                if vector is not None:
+                    grown[: len(vector)] = vector
+                vector = grown
+            self._dense[term] = (vector, done)
+            if done < total:
+                stale.append((term, done, total))
+                fresh_rows.extend(rows_buffer[done:])
+                fresh_tf.extend(tf_buffer[done:])
+        if stale:
+            computed = self._parts(fresh_rows, fresh_tf)
+            new_rows = np.frombuffer(fresh_rows, dtype=np.int32)
+            at = 0
+            for term, done, total in stale:
+                vector = self._dense[term][0]
+                vector[new_rows[at : at + total - done]] = computed[at : at + total - done]
+                at += total - done
+                self._dense[term] = (vector, total)
+        return [self._dense[term][0][:n] for term in terms]
 
     def _cached_parts(
         self, terms: list[str]
@@ -439,6 +500,8 @@ class BM25Index:
             rows_buffer, tf_buffer = self._postings[term]
             total = len(rows_buffer)
             cached = self._arrays.get(term)
+            if cached is None:
+                self._dense.pop(term, None)
             done = 0 if cached is None else self._filled[term]
             if cached is None or len(cached[0]) < total:
                 capacity = max(total, 2 * (len(cached[0]) if cached is not None else 0), 4)
@@ -470,6 +533,29 @@ class BM25Index:
             rows_of.append(rows[:total])
             parts_of.append(part[:total])
         return rows_of, parts_of
+
+
+def best_rows(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
+    """Rows of the ``k`` highest positive ``scores``, best first; ties keep row order (k >= 1).
+
+    The k-th highest score is found by one partition; every row above it is taken, then the
+    first rows equal to it, so which tied rows make the cut never depends on the sort.
+    """
+    import numpy as np
+
+    n = len(scores)
+    if n > k:
+        cut = np.partition(scores, n - k)[n - k]
+        if cut > 0:
+            above = np.flatnonzero(scores > cut)
+            tied = np.flatnonzero(scores == cut)[: k - len(above)]
+            hits = np.concatenate((above, tied))
+        else:  # k or fewer positive scores: all of them
+            hits = np.flatnonzero(scores > 0)
+    else:
+        hits = np.flatnonzero(scores > 0)
+    ordered: npt.NDArray[np.intp] = hits[np.lexsort((hits, -scores[hits]))]
+    return ordered
 
 
 def _present(exclude: Container[int], rows: Mapping[int, int]) -> list[int]:

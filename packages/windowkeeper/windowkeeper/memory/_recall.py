@@ -31,7 +31,7 @@ from windowkeeper.memory._base import (
     render_unit,
     stamp_line,
 )
-from windowkeeper.memory._lexical import BM25Index
+from windowkeeper.memory._lexical import BM25Index, best_rows
 from windowkeeper.memory._vectors import Embedder, VectorIndex
 from windowkeeper.stores._base import DEFAULT_SESSION, ConversationStore, StateStore
 from windowkeeper.tokens._counter import TokenCounter
@@ -674,10 +674,7 @@ class RecallIndex:
                 fused = _smooth(fused, ids, s.neighbor_weight, s.neighbor_reach, s.neighbor_decay)
             skip = _rows_of(ids, exclude)
             fused[skip] = 0.0
-        hits = np.flatnonzero(fused > 0)
-        if len(hits) > k:
-            hits = hits[np.argpartition(-fused[hits], k - 1)[:k]]
-        hits = hits[np.lexsort((hits, -fused[hits]))]
+        hits = best_rows(fused, k)
         return list(zip(ids[hits].tolist(), fused[hits].tolist(), strict=True))
 
     def _note_speakers(self, unit: Unit) -> None:
