@@ -656,16 +656,22 @@ def test_view_is_recent_plus_recalled_within_budget(memory: TurnRecall) -> None:
 
 
 def test_view_reports_hidden_units_as_runs(memory: TurnRecall) -> None:
-    view = memory.view("wifi password cabin", budget=150)
-    shown = {u.index for u in (*view.recent, *view.recalled)}
-    hidden = set()
-    for d in view.dropped:
-        first, _, last = d.what.removeprefix("units ").removeprefix("unit ").partition("-")
-        run = range(int(first), int(last or first) + 1)
-        hidden.update(run)
-        assert d.tokens == sum(memory.unit_tokens(i) for i in run)
-    assert hidden | shown == set(range(30))
-    assert not hidden & shown
+    # run entries are reused between views: each view's runs must still be its own
+    queries = ["wifi password cabin", "Porto sister nurse", "wifi password cabin", "pet name"]
+    for step, query in enumerate(queries * 3):
+        if step == 6:
+            conversation(memory, {}, n=3)  # more units: the last run now ends later
+        view = memory.view(query, budget=150 + 40 * (step % 3))
+        n = len(memory)
+        shown = {u.index for u in (*view.recent, *view.recalled)}
+        hidden: set[int] = set()
+        for d in view.dropped:
+            first, _, last = d.what.removeprefix("units ").removeprefix("unit ").partition("-")
+            run = range(int(first), int(last or first) + 1)
+            hidden.update(run)
+            assert d.tokens == sum(memory.unit_tokens(i) for i in run)
+        assert hidden | shown == set(range(n)), step
+        assert not hidden & shown
 
 
 def test_rank_order_and_tight_budgets() -> None:
