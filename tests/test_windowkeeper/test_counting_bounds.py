@@ -137,3 +137,24 @@ def test_a_system_note_after_the_first_message_does_not_host_the_tool_block() ->
     )
     first = [note, ask]  # API-checked shape: the tool block reuses the leading system message
     assert counter.count_messages(first, tools=tools) < counter.count_messages(later, tools=tools)
+
+
+def test_a_system_prompt_with_tools_counts_the_same_from_the_cache_as_fresh() -> None:
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    prompts = ["Be brief.", "Be brief and kind.\n", "Answer in French, please.  ", "x" * 300]
+    ask = Message(role="user", content="Where is my order?")
+    fresh = {
+        p: TokenCounter("gpt-4o", cache_size=0).count_messages(
+            [Message(role="system", content=p), ask], tools=tools
+        )
+        for p in prompts
+    }
+    assert len(set(fresh.values())) == len(prompts)  # a cache keyed wrongly would be caught
+    shared = TokenCounter("gpt-4o")
+    for _ in range(3):  # interleaved and repeated: each prompt's cached count stays its own
+        for p in prompts:
+            request = [Message(role="system", content=p), ask]
+            assert shared.count_messages(request, tools=tools) == fresh[p], p
+    for i in range(300):  # many prompts: the cache stays bounded
+        shared.count_messages([Message(role="system", content=f"prompt {i}"), ask], tools=tools)
+    assert len(shared._padded) <= 257

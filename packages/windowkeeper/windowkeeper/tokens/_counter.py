@@ -97,6 +97,7 @@ class TokenCounter:
         self._by_id: dict[int, tuple[Message, int]] = {}
         self._by_content: dict[Message, int] = {}
         self._tool_blocks: dict[str, int] = {}
+        self._padded: dict[Message, int] = {}  # a system message's count with the tools' newline
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -328,8 +329,16 @@ class TokenCounter:
         system = messages[0] if messages and messages[0].role in SYSTEM_ROLES else None
         n = self.count_tools(tools, tool_choice=tool_choice, with_system=system is not None)
         if system is not None:
-            # a leading system message gets a trailing newline when tools are present
-            n += self._count_message(system, pad_newline=True) - self.count_message(system)
+            # a leading system message gets a trailing newline when tools are present; the same
+            # prompt comes with every request, so its padded count is kept like the tool block
+            padded = self._padded.get(system)
+            if padded is None:
+                padded = self._count_message(system, pad_newline=True)
+                with self._lock:
+                    self._padded[system] = padded
+                    if len(self._padded) > 256:
+                        del self._padded[next(iter(self._padded))]
+            n += padded - self.count_message(system)
         return n
 
     # ----------------------------------------------------------------------------- calibration
@@ -383,3 +392,4 @@ class TokenCounter:
             self._by_id.clear()
             self._by_content.clear()
             self._tool_blocks.clear()
+            self._padded.clear()
