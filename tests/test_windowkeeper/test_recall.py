@@ -1096,3 +1096,22 @@ def test_the_worker_primes_between_turns_and_stays_for_the_next_one() -> None:
     assert index._worker is worker  # the worker did not end between turns
     assert worker.is_alive()
     index.close()
+
+
+def test_the_worker_counts_stored_units_so_a_first_view_does_not() -> None:
+    memory = TurnRecall(COUNTER, embedder=None, recent_units=2)
+    try:
+        for i in range(600):  # more than one worker batch (COST_BATCH)
+            memory.add(turn(f"question {i} about parcel {i % 7}", f"answer {i} " * (i % 5 + 1)))
+        deadline = time.monotonic() + 30
+        while len(memory._costs) < 600 and time.monotonic() < deadline:
+            time.sleep(0.01)  # no flush, no view: only the worker counts
+        units = memory.units
+        assert len(memory._costs) == len(units)  # counted before any view asked
+        fresh = TokenCounter("gpt-4o", cache_size=0)
+        assert memory._costs == [sum(fresh.count_message(m) for m in u.messages) for u in units]
+        assert memory.tokens_between(0, 600) == sum(memory._costs)
+        view = memory.view("parcel 3", budget=400)
+        assert view.tokens == exact_tokens(view) <= 400
+    finally:
+        memory.close()

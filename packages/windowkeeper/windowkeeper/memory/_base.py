@@ -45,6 +45,9 @@ MAX_KEPT_FACTS = 12
 FACT_KINDS = frozenset({"url", "email", "uuid", "path", "date or time", "number", "id"})
 """The protected-span kinds an abbreviated tool result keeps (no code or JSON: they are long)."""
 
+COST_BATCH = 256
+"""Units a worker counts between two takes of the memory's lock (:meth:`StoredMemory.prepare_costs`)."""
+
 
 def render_unit(unit: Unit, *, tool_result_chars: int = TOOL_RESULT_CHARS) -> str:
     """A unit as plain text: one ``speaker: text`` line per message, tool results abbreviated.
@@ -312,6 +315,26 @@ class StoredMemory:
                 unit = self._units[len(self._costs)]
                 self._costs.append(sum(self.counter.count_message(m) for m in unit.messages))
             return self._costs[index]
+
+    def prepare_costs(self, n: int) -> None:
+        """Count units ``[.., n)`` not counted yet, a batch at a time, outside the memory's lock.
+
+        For a worker thread: a view needs every unit's count (its gap and dropped runs read
+        prefix sums), and the first view after storing or loading a long history would otherwise
+        count all of it. A view that comes first counts what it needs itself, with the same
+        numbers.
+        """
+        while True:
+            with self._lock:
+                done = len(self._costs)
+                units = self._units[done : min(n, done + COST_BATCH)]
+            if not units:
+                return
+            counts = [sum(self.counter.count_message(m) for m in u.messages) for u in units]
+            with self._lock:
+                if len(self._costs) == done:  # else a view counted them meanwhile
+                    self._costs.extend(counts)
+                self.tokens_between(0, len(self._costs))  # the prefix sums, while here
 
     def tokens_between(self, start: int, stop: int) -> int:
         """Exact verbatim tokens of units ``[start, stop)`` (prefix sums, extended as needed)."""

@@ -374,12 +374,21 @@ class RecallIndex:
             self._queue.put(unit.index)  # under the lock: vectors are added in turn order
 
     def prepare_with(self, prepare: Callable[[], None] | None) -> None:
-        """Have the worker call ``prepare()`` before each batch it indexes (no lock held).
+        """Have the worker call ``prepare()`` before each batch it indexes and once idle (no lock held).
 
         The owner's own per-unit work (e.g. rendering its recall lines) then also happens off the
         request path. ``prepare`` must not wait on this index.
         """
         self._prepare = prepare
+
+    def _call_prepare(self) -> None:
+        """The owner's :meth:`prepare_with` work, on the worker (no lock held)."""
+        prepare = self._prepare
+        if prepare is not None:
+            try:
+                prepare()
+            except BaseException as exc:  # the owner repeats it on the request path
+                self.last_error = exc
 
     def _index_words(self) -> None:
         """Index the words of every added unit not indexed yet (under the lock), in turn order."""
@@ -459,6 +468,7 @@ class RecallIndex:
                     with self._lock:
                         if self._unprimed:
                             self._prime()
+                    self._call_prepare()  # units stored after the last batch's call
                     continue
                 with self._lock:  # add() enqueues under this lock: nothing can slip in
                     if self._queue.empty():
@@ -478,12 +488,7 @@ class RecallIndex:
                     self._queue.put(None)
                     break
                 batch.append(more)
-            prepare = self._prepare
-            if prepare is not None:
-                try:
-                    prepare()
-                except BaseException as exc:  # the owner repeats it on the request path
-                    self.last_error = exc
+            self._call_prepare()
             with self._done:
                 self._index_words()
                 if self._vectors is None:
@@ -931,15 +936,17 @@ class TurnRecall(StoredMemory):
         self._frame = counter.count_message(recalled_message([]))
         self._additive = lines_add_up(counter)
         self._prepare_lines(len(self._units))
-        # the index's worker renders and counts the lines of new units, off the request path
-        self.index.prepare_with(lambda: self._prepare_lines(len(self._units)))
+        # the index's worker renders and counts the lines of new units, and counts the units
+        # themselves (the view's prefix sums), off the request path
+        self.index.prepare_with(self._prepare_units)
 
     def _on_add(self, unit: Unit, *, elsewhere: bool = False) -> None:
         self.index.add(unit, elsewhere=elsewhere)
 
     def flush(self) -> None:
-        """Wait until every stored unit is embedded and its vector saved."""
+        """Wait until every stored unit is embedded and its vector saved, and counted."""
         self.index.flush()
+        self._prepare_units()  # what the worker's last batch had not reached
 
     def close(self) -> None:
         """Finish pending embeddings and stop the index's worker thread."""
@@ -1061,6 +1068,11 @@ class TurnRecall(StoredMemory):
                 stamp = timestamp
             tokens += line_tokens[i]
         return tokens
+
+    def _prepare_units(self) -> None:
+        n = len(self._units)
+        self._prepare_lines(n)
+        self.prepare_costs(n)
 
     def _prepare_lines(self, n: int) -> None:
         """Render and count the block lines of units ``[.., n)`` not done yet (one batch).
