@@ -46,7 +46,7 @@ FACT_KINDS = frozenset({"url", "email", "uuid", "path", "date or time", "number"
 """The protected-span kinds an abbreviated tool result keeps (no code or JSON: they are long)."""
 
 COST_BATCH = 256
-"""Units a worker counts between two takes of the memory's lock (:meth:`StoredMemory.prepare_costs`)."""
+"""Units a worker counts between two takes of the memory's lock (``StoredMemory.prepare_costs``)."""
 
 
 def render_unit(unit: Unit, *, tool_result_chars: int = TOOL_RESULT_CHARS) -> str:

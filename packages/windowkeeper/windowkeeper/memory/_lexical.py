@@ -308,10 +308,10 @@ class BM25Index:
 
         Only the postings of the query's terms are touched: a term costs in proportion to the
         number of documents that contain it (a term in one document in :data:`DENSE_SHARE` or
-        more is added as one vector over every document). The average document length in the length norm is
-        refitted whenever the true average has moved by more than :data:`AVERAGE_DRIFT` since the
-        last fit (so small indexes are always exact), which lets each posting keep its
-        term-frequency part of the score between queries.
+        more is added as one vector over every document). The average document length in the
+        length norm is refitted whenever the true average has moved by more than
+        :data:`AVERAGE_DRIFT` since the last fit (so small indexes are always exact), which lets
+        each posting keep its term-frequency part of the score between queries.
         """
         import numpy as np
 
@@ -453,11 +453,8 @@ class BM25Index:
         """
         import numpy as np
 
-        stale: list[tuple[str, int, int]] = []  # (term, postings in, postings now)
-        fresh_rows, fresh_tf = array("i"), array("f")
+        pending: list[tuple[str, int]] = []
         for term in terms:
-            rows_buffer, tf_buffer = self._postings[term]
-            total = len(rows_buffer)
             cached = self._dense.get(term)
             if cached is None:
                 self._arrays.pop(term, None)
@@ -469,19 +466,11 @@ class BM25Index:
                     grown[: len(vector)] = vector
                 vector = grown
             self._dense[term] = (vector, done)
-            if done < total:
-                stale.append((term, done, total))
-                fresh_rows.extend(rows_buffer[done:])
-                fresh_tf.extend(tf_buffer[done:])
-        if stale:
-            computed = self._parts(fresh_rows, fresh_tf)
-            new_rows = np.frombuffer(fresh_rows, dtype=np.int32)
-            at = 0
-            for term, done, total in stale:
-                vector = self._dense[term][0]
-                vector[new_rows[at : at + total - done]] = computed[at : at + total - done]
-                at += total - done
-                self._dense[term] = (vector, total)
+            pending.append((term, done))
+        for term, _, total, rows, parts in self._new_parts(pending):
+            vector = self._dense[term][0]
+            vector[rows] = parts
+            self._dense[term] = (vector, total)
         return [self._dense[term][0][:n] for term in terms]
 
     def _cached_parts(
@@ -494,11 +483,9 @@ class BM25Index:
         """
         import numpy as np
 
-        stale: list[tuple[str, int, int]] = []  # (term, rows cached, rows now)
-        fresh_rows, fresh_tf = array("i"), array("f")
+        pending: list[tuple[str, int]] = []
         for term in terms:
-            rows_buffer, tf_buffer = self._postings[term]
-            total = len(rows_buffer)
+            total = len(self._postings[term][0])
             cached = self._arrays.get(term)
             if cached is None:
                 self._dense.pop(term, None)
@@ -511,20 +498,12 @@ class BM25Index:
                     rows[:done] = cached[0][:done]
                     part[:done] = cached[1][:done]
                 self._arrays[term] = (rows, part)
-            if done < total:
-                stale.append((term, done, total))
-                fresh_rows.extend(rows_buffer[done:])
-                fresh_tf.extend(tf_buffer[done:])
-        if stale:
-            computed = self._parts(fresh_rows, fresh_tf)
-            new_rows = np.frombuffer(fresh_rows, dtype=np.int32)
-            at = 0
-            for term, done, total in stale:
-                rows, part = self._arrays[term]
-                rows[done:total] = new_rows[at : at + total - done]
-                part[done:total] = computed[at : at + total - done]
-                at += total - done
-                self._filled[term] = total
+            pending.append((term, done))
+        for term, done, total, new_rows, new_parts in self._new_parts(pending):
+            rows, part = self._arrays[term]
+            rows[done:total] = new_rows
+            part[done:total] = new_parts
+            self._filled[term] = total
         rows_of: list[npt.NDArray[np.int32]] = []
         parts_of: list[npt.NDArray[np.float32]] = []
         for term in terms:
@@ -533,6 +512,37 @@ class BM25Index:
             rows_of.append(rows[:total])
             parts_of.append(part[:total])
         return rows_of, parts_of
+
+    def _new_parts(
+        self, pending: list[tuple[str, int]]
+    ) -> list[tuple[str, int, int, npt.NDArray[np.int32], npt.NDArray[np.float32]]]:
+        """``(term, done, total, rows, parts)`` for each term's postings ``[done, total)``.
+
+        The postings every term gained since ``done`` are gathered in C and computed in one go;
+        terms with nothing new are left out.
+        """
+        import numpy as np
+
+        spans: list[tuple[str, int, int]] = []
+        fresh_rows, fresh_tf = array("i"), array("f")
+        for term, done in pending:
+            rows_buffer, tf_buffer = self._postings[term]
+            total = len(rows_buffer)
+            if done < total:
+                spans.append((term, done, total))
+                fresh_rows.extend(rows_buffer[done:])
+                fresh_tf.extend(tf_buffer[done:])
+        if not spans:
+            return []
+        computed = self._parts(fresh_rows, fresh_tf)
+        new_rows = np.frombuffer(fresh_rows, dtype=np.int32)
+        out: list[tuple[str, int, int, npt.NDArray[np.int32], npt.NDArray[np.float32]]] = []
+        at = 0
+        for term, done, total in spans:
+            size = total - done
+            out.append((term, done, total, new_rows[at : at + size], computed[at : at + size]))
+            at += size
+        return out
 
 
 def best_rows(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:

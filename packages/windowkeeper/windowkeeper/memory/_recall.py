@@ -374,7 +374,7 @@ class RecallIndex:
             self._queue.put(unit.index)  # under the lock: vectors are added in turn order
 
     def prepare_with(self, prepare: Callable[[], None] | None) -> None:
-        """Have the worker call ``prepare()`` before each batch it indexes and once idle (no lock held).
+        """Have the worker call ``prepare()`` before each batch it indexes, and when idle (no lock).
 
         The owner's own per-unit work (e.g. rendering its recall lines) then also happens off the
         request path. ``prepare`` must not wait on this index.
