@@ -243,3 +243,14 @@ def test_profile_prices_give_costs() -> None:
     assert get_profile("gpt-4o").cost(1_000_000, 1_000_000) == pytest.approx(12.5)
     assert get_profile("gpt-4o").cost(1_000_000, 0, cached_tokens=1_000_000) == pytest.approx(1.25)
     assert get_profile("llama-3.1-8b-instruct").cost(10, 10) is None
+
+
+def test_tiktoken_count_batch_agrees_with_count_on_short_and_long_batches() -> None:
+    from windowkeeper.tokens._encodings import THREADED_CHARS, load_encoding
+
+    encoder = load_encoding("o200k_base")
+    short = [f"#{i} Ann: the parcel {i} arrived broken\n" for i in range(300)]  # counted in a loop
+    long = [("Rua das Flores 12, Porto. " * 80)[: THREADED_CHARS * 2 + i] for i in range(6)]
+    for texts in (short, long, [*short[:3], *long]):
+        assert encoder.count_batch(texts) == [encoder.count(t) for t in texts]
+    assert encoder.count_batch([]) == []

@@ -1115,3 +1115,22 @@ def test_the_worker_counts_stored_units_so_a_first_view_does_not() -> None:
         assert view.tokens == exact_tokens(view) <= 400
     finally:
         memory.close()
+
+
+def test_a_memory_opened_on_a_stored_history_counts_it_in_the_background(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "h.db")
+    first = TurnRecall(COUNTER, store=store, embedder=None)
+    for i in range(300):
+        first.add(turn(f"question {i} about parcel {i % 7}", f"answer {i}"))
+    first.close()
+    reopened = TurnRecall(COUNTER, store=SQLiteStore(tmp_path / "h.db"), embedder=None)
+    try:
+        deadline = time.monotonic() + 30
+        while len(reopened._costs) < 300 and time.monotonic() < deadline:
+            time.sleep(0.01)  # no add, no view: only the worker started by the constructor
+        fresh = TokenCounter("gpt-4o", cache_size=0)
+        want = [sum(fresh.count_message(m) for m in u.messages) for u in reopened.units]
+        assert len(want) == 300
+        assert reopened._costs == want
+    finally:
+        reopened.close()

@@ -57,6 +57,9 @@ PRIME_AFTER_S = 0.05
 has had nothing to index for this long: between turns, while the user reads and types, not while
 a request that just stored a turn is searching (it does that work itself)."""
 
+_PREPARE = -1
+"""Queued for the recall worker: a batch with no unit, only the owner's preparation."""
+
 REFILLS = 1
 """Extra passes that fill the room left when the exact count is below the estimate."""
 
@@ -365,21 +368,31 @@ class RecallIndex:
                     self._vectors.add([unit.index], vector)
                     self._persist([unit.index] if fresh else [], vector[fresh])
                 return
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(
-                    target=self._work, name=f"windowkeeper-recall-{self.session_id}", daemon=True
-                )
-                self._worker.start()
-                _watch_at_exit(self)
+            self._start_worker()
             self._queue.put(unit.index)  # under the lock: vectors are added in turn order
+
+    def _start_worker(self) -> None:
+        """Start the worker thread unless it runs (under the lock)."""
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(
+                target=self._work, name=f"windowkeeper-recall-{self.session_id}", daemon=True
+            )
+            self._worker.start()
+            _watch_at_exit(self)
 
     def prepare_with(self, prepare: Callable[[], None] | None) -> None:
         """Have the worker call ``prepare()`` before each batch it indexes, and when idle (no lock).
 
         The owner's own per-unit work (e.g. rendering its recall lines) then also happens off the
-        request path. ``prepare`` must not wait on this index.
+        request path. ``prepare`` must not wait on this index. With ``settings.background`` the
+        worker also calls it once now, for what the owner loaded before (e.g. a long history
+        read at startup).
         """
         self._prepare = prepare
+        if prepare is not None and self.settings.background:
+            with self._lock:
+                self._start_worker()
+                self._queue.put(_PREPARE)  # a batch without units: the worker only prepares
 
     def _call_prepare(self) -> None:
         """The owner's :meth:`prepare_with` work, on the worker (no lock held)."""

@@ -98,6 +98,7 @@ class TokenCounter:
         self._by_content: dict[Message, int] = {}
         self._tool_blocks: dict[str, int] = {}
         self._padded: dict[Message, int] = {}  # a system message's count with the tools' newline
+        self._roles: dict[str, int] = {}  # tokens of each role name
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -148,7 +149,10 @@ class TokenCounter:
     def _count_message(self, message: Message, *, pad_newline: bool = False) -> int:
         fmt = self._format
         count = self.encoder.count
-        n = fmt.tokens_per_message + count(message.role)
+        role = self._roles.get(message.role)
+        if role is None:  # a handful of roles: each encoded once
+            role = self._roles[message.role] = count(message.role)
+        n = fmt.tokens_per_message + role
         texts = [p.text for p in message.parts if isinstance(p, TextPart)]
         if pad_newline:
             texts = [*texts[:-1], texts[-1] + "\n"] if texts else ["\n"]

@@ -90,6 +90,10 @@ ENCODINGS: dict[str, dict[str, object]] = {
 """The encodings windowkeeper can load offline, with their official hashes."""
 
 
+THREADED_CHARS = 1_000
+"""Average text length from which :meth:`TiktokenEncoder.count_batch` uses tiktoken's threads."""
+
+
 class TiktokenEncoder:
     """A tiktoken encoding built from a hash-verified local BPE file.
 
@@ -131,13 +135,17 @@ class TiktokenEncoder:
         return ENCODINGS[self._name].get("lines_add_up") is True
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
-        """Numbers of tokens of many texts (tiktoken spreads a batch over threads).
+        """Numbers of tokens of many texts (long texts spread over tiktoken's threads).
 
-        One text is counted on the calling thread: a thread pool for it costs more than the count.
+        Texts under :data:`THREADED_CHARS` characters on average are counted on the calling
+        thread: handing each to a thread pool costs more than counting it (4,000 recall lines of
+        ~90 characters: 115 ms through the pool, 17 ms in a loop; 1,000 texts of 2,000
+        characters: 60 ms against 71 ms).
         """
         texts = list(texts)
-        if len(texts) <= 1:
-            return [self.count(text) for text in texts]
+        if len(texts) <= 1 or sum(map(len, texts)) < THREADED_CHARS * len(texts):
+            encode = self._encoding.encode_ordinary  # type: ignore[attr-defined]
+            return [len(encode(text)) for text in texts]
         batches = self._encoding.encode_ordinary_batch(texts)  # type: ignore[attr-defined]
         return [len(ids) for ids in batches]
 
