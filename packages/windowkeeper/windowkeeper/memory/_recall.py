@@ -380,16 +380,16 @@ class RecallIndex:
             self._worker.start()
             _watch_at_exit(self)
 
-    def prepare_with(self, prepare: Callable[[], None] | None) -> None:
+    def prepare_with(self, prepare: Callable[[], None] | None, *, now: bool = False) -> None:
         """Have the worker call ``prepare()`` before each batch it indexes, and when idle (no lock).
 
         The owner's own per-unit work (e.g. rendering its recall lines) then also happens off the
-        request path. ``prepare`` must not wait on this index. With ``settings.background`` the
-        worker also calls it once now, for what the owner loaded before (e.g. a long history
-        read at startup).
+        request path. ``prepare`` must not wait on this index. ``now`` (with
+        ``settings.background``): the worker also calls it once at once, for what the owner
+        loaded before (e.g. a long history read at startup).
         """
         self._prepare = prepare
-        if prepare is not None and self.settings.background:
+        if now and prepare is not None and self.settings.background:
             with self._lock:
                 self._start_worker()
                 self._queue.put(_PREPARE)  # a batch without units: the worker only prepares
@@ -951,7 +951,7 @@ class TurnRecall(StoredMemory):
         self._prepare_lines(len(self._units))
         # the index's worker renders and counts the lines of new units, and counts the units
         # themselves (the view's prefix sums), off the request path
-        self.index.prepare_with(self._prepare_units)
+        self.index.prepare_with(self._prepare_units, now=bool(self._units))
 
     def _on_add(self, unit: Unit, *, elsewhere: bool = False) -> None:
         self.index.add(unit, elsewhere=elsewhere)
