@@ -17,9 +17,11 @@ the rest of the machine falls on all of them alike.
 
 - ours: `WindowkeeperMiddleware.wrap_model_call(request, handler)` on a real `ModelRequest` whose
   messages are the whole history plus the new message (as a checkpointer-backed agent passes
-  them), with a system prompt and two tools; `memory="window"`, and `memory="layered"` with
-  `embeddings=None` (BM25 recall; `--embeddings default` uses the embedded MiniLM) and
-  `summarizer=None` (the core's extractive fact notes). Budget: gpt-4o's 128k window,
+  them), with a system prompt and two tools, then `after_agent(state)` with the answer appended,
+  as `create_agent` ends every run (it stores the finished turn), timed together;
+  `memory="window"`, and `memory="layered"` with `embeddings=None` (BM25 recall;
+  `--embeddings default` uses the embedded MiniLM) and `summarizer=None` (the core's extractive
+  fact notes). Budget: gpt-4o's 128k window,
   `zone_limits={"history": 8_000}`. The first call stores the whole history once: reported
   apart, as "first call". Between turns the memory's background work (indexing, a due summary)
   is allowed to finish, untimed: in an agent that happens while the model answers.
@@ -232,6 +234,8 @@ class Ours:
             runtime=self.runtime,
         )
         self.mw.wrap_model_call(request, lambda _: answer)
+        # the run ends: `create_agent` calls after_agent, which stores the finished turn
+        self.mw.after_agent({"messages": [*messages, answer]}, self.runtime)
 
     @property
     def memory(self) -> Any:
