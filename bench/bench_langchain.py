@@ -21,10 +21,10 @@ the rest of the machine falls on all of them alike.
   as `create_agent` ends every run (it stores the finished turn), timed together;
   `memory="window"`, and `memory="layered"` with `embeddings=None` (BM25 recall;
   `--embeddings default` uses the embedded MiniLM) and `summarizer=None` (the core's extractive
-  fact notes). Budget: gpt-4o's 128k window,
-  `zone_limits={"history": 8_000}`. The first call stores the whole history once: reported
-  apart, as "first call". Between turns the memory's background work (indexing, a due summary)
-  is allowed to finish, untimed: in an agent that happens while the model answers.
+  fact notes). Budget: gpt-4o's 128k window, `zone_limits={"history": 8_000}`. The first call
+  stores the whole history once: reported apart, as "first call". Between turns the memory's
+  background work (indexing, a due summary) is allowed to finish, untimed: in an agent that
+  happens while the model answers.
 - `trim_messages(system + history + new, max_tokens=8,000 + the system prompt, strategy="last",
   start_on="human", include_system=True)` with `token_counter=langchain_windowkeeper.token_counter
   ("gpt-4o")` (exact, per-message cache), and with a plain tiktoken counter function (the OpenAI

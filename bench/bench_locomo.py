@@ -269,7 +269,7 @@ def main() -> None:
     parser.add_argument(
         "--variant",
         default="",
-        help="RecallSettings overrides, e.g. feedback_units=2,feedback_weight=0.5: adds "
+        help="RecallSettings overrides, e.g. speaker_weight=0.2,context_weight=0.1: adds "
         "'hybrid*' and 'bm25+neighbours*' (the defaults with them), run beside the defaults",
     )
     args = parser.parse_args()

@@ -9,6 +9,7 @@ abbreviated tool result lists those of the part it cuts (:func:`windowkeeper.mem
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Collection, Iterable, Sequence
@@ -72,7 +73,10 @@ def _compile(patterns: Iterable[str | re.Pattern[str]]) -> list[re.Pattern[str]]
     return out
 
 
-_DEFAULT = [(kind, re.compile(p)) for kind, p in DEFAULT_PATTERNS.items()]
+@functools.cache
+def _default_patterns() -> list[tuple[str, re.Pattern[str]]]:
+    """The default kinds, compiled on first use (not at ``import windowkeeper``)."""
+    return [(kind, re.compile(p)) for kind, p in DEFAULT_PATTERNS.items()]
 
 
 def _json_spans(text: str) -> list[tuple[int, int]]:
@@ -114,7 +118,7 @@ def find_spans(
     """
     found: list[tuple[int, int, str]] = []
     if defaults:
-        for kind, pattern in _DEFAULT:
+        for kind, pattern in _default_patterns():
             if kinds is None or kind in kinds:
                 found += [
                     (m.start(), m.end(), kind)

@@ -91,8 +91,8 @@ def kept_facts(text: str, *, exclude: str = "", limit: int = MAX_KEPT_FACTS) -> 
     What an abbreviated tool result keeps from the part it leaves out, so a booking code or a
     tracking number recalled with its turn is still there to read. They are the protected spans
     a compressor keeps (:func:`windowkeeper._spans.find_spans`; not code or JSON, which would
-    bring the cut text back and hide the facts inside them). Facts already in ``exclude`` (the part shown) are not
-    repeated.
+    bring the cut text back and hide the facts inside them). Facts already in ``exclude`` (the
+    part shown) are not repeated.
 
     Example:
         >>> kept_facts("Booked. Code BK-77312, pick-up 2025-03-17 at 09:30, see https://x.io/b/7.")

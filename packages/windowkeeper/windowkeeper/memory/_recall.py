@@ -14,7 +14,7 @@ import re
 import threading
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -304,8 +304,6 @@ class RecallIndex:
         Returns:
             How many units had to be embedded.
         """
-        import numpy as np
-
         self.flush()  # vectors are added in turn order: pending ones first
         with self._lock:
             texts: dict[int, str] = {}
@@ -324,17 +322,10 @@ class RecallIndex:
                     saved = dict(
                         self.state_store.load_vectors(self.session_id, self.embedder.model_id)
                     )
-                width = 4 * self.embedder.dimension
-                missing = [i for i in order if len(saved.get(i, b"")) != width]
-                block = np.zeros((len(order), self.embedder.dimension), dtype=np.float32)
-                position = {index: row for row, index in enumerate(order)}
-                for index in order:
-                    if len(saved.get(index, b"")) == width:
-                        block[position[index]] = np.frombuffer(saved[index], dtype="<f4")
-                if missing:  # before anything is indexed: a failure leaves the index as it was
-                    fresh = self._embed([texts[i] for i in missing])
-                    block[[position[i] for i in missing]] = fresh
-                    self._persist(missing, fresh)
+                # before anything is indexed: a failure leaves the index as it was
+                block, fresh = self._fill(order, [texts[i] for i in order], saved)
+                missing = [order[p] for p in fresh]
+                self._persist(missing, block[fresh])
                 self._vectors.add(order, block)
             by_index = {u.index: u for u in units}
             for index in order:
@@ -570,24 +561,37 @@ class RecallIndex:
         yet, are embedded here. Only the embedded ones need saving. A failed read only means
         embedding: the vector can always be made again.
         """
-        import numpy as np
-
-        assert self.embedder is not None
         saved: dict[int, bytes] = {}
         if reuse and self.state_store is not None:
             wanted = set(reuse)
-            width = 4 * self.embedder.dimension
             try:
                 rows = self._saved_vectors(min(reuse))
             except Exception as exc:
                 self.last_error = exc
                 rows = []
-            saved = {i: b for i, b in rows if i in wanted and len(b) == width}
+            saved = {i: b for i, b in rows if i in wanted}
+        return self._fill(batch, texts, saved)
+
+    def _fill(
+        self, batch: Sequence[int], texts: Sequence[str], saved: Mapping[int, bytes]
+    ) -> tuple[npt.NDArray[np.float32], list[int]]:
+        """Vectors of units ``batch``: from ``saved`` where it holds a whole one, else embedded.
+
+        ``texts`` are the units' texts in the same order; the second value lists the positions
+        embedded (the ones to save).
+        """
+        import numpy as np
+
+        assert self.embedder is not None
+        width = 4 * self.embedder.dimension
         block = np.zeros((len(batch), self.embedder.dimension), dtype=np.float32)
-        fresh = [p for p, i in enumerate(batch) if i not in saved]
+        fresh: list[int] = []
         for p, i in enumerate(batch):
-            if i in saved:
-                block[p] = np.frombuffer(saved[i], dtype="<f4")
+            vector = saved.get(i, b"")
+            if len(vector) == width:
+                block[p] = np.frombuffer(vector, dtype="<f4")
+            else:
+                fresh.append(p)
         if fresh:
             block[fresh] = self._embed([texts[p] for p in fresh])
         return block, fresh

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from windowkeeper._checks import check_int
 from windowkeeper._messages import (
@@ -35,6 +35,9 @@ __all__ = ["TokenCounter", "ToolChoice"]
 ToolChoice = str | Mapping[str, Any] | None
 """``"auto"``, ``"none"``, ``"required"``, ``{"type": "function", "function": {"name": ...}}`` or legacy
 ``{"name": ...}``."""
+
+
+_K = TypeVar("_K")
 
 
 class TokenCounter:
@@ -238,9 +241,7 @@ class TokenCounter:
         block = self._tool_blocks.get(text)
         if block is None:
             # tool schemas are re-sent every turn: encode each distinct rendering once
-            block = self._tool_blocks[text] = self.count(text)
-            if len(self._tool_blocks) > 256:
-                del self._tool_blocks[next(iter(self._tool_blocks))]
+            block = self._keep(self._tool_blocks, text, self.count(text))
         n = block + TOOLS_OVERHEAD
         if with_system:
             n += SYSTEM_WITH_TOOLS
@@ -337,13 +338,19 @@ class TokenCounter:
             # prompt comes with every request, so its padded count is kept like the tool block
             padded = self._padded.get(system)
             if padded is None:
-                padded = self._count_message(system, pad_newline=True)
-                with self._lock:
-                    self._padded[system] = padded
-                    if len(self._padded) > 256:
-                        del self._padded[next(iter(self._padded))]
+                padded = self._keep(
+                    self._padded, system, self._count_message(system, pad_newline=True)
+                )
             n += padded - self.count_message(system)
         return n
+
+    def _keep(self, cache: dict[_K, int], key: _K, count: int) -> int:
+        """Store ``count`` in one of the small per-request caches (oldest out past 256); return it."""
+        with self._lock:
+            cache[key] = count
+            if len(cache) > 256:
+                del cache[next(iter(cache))]
+        return count
 
     # ----------------------------------------------------------------------------- calibration
 
